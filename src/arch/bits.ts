@@ -12,7 +12,7 @@ export const TWO_POW_32 = 0x1_0000_0000;
 
 /** Bits [start+len-1:start] of a 32-bit word, as an unsigned number. `len` in 1..32. */
 export function extract32(word: number, start: number, len: number): number {
-  return len === 32 ? word >>> 0 : (word >>> start) & ((1 << len) - 1) >>> 0;
+  return len === 32 ? word >>> 0 : (word >>> start) & (((1 << len) - 1) >>> 0);
 }
 
 /** `word` with bits [start+len-1:start] replaced by `value` (truncated to `len` bits). */

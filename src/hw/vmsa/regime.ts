@@ -167,7 +167,8 @@ export function s2Regime(p: S2RegimeParams): RegimeResult {
   const inputBits = 64 - p.t0sz;
   const oaBits = effectiveOaBits(p.granule, p.oaBits);
   const startLevel = s2StartLevel(p.granule, p.sl0, p.paMaxBits, p.stt);
-  if (startLevel < 0) return { ok: false, reason: `S2SL0=${p.sl0} is not a valid start level for this granule` };
+  if (startLevel < 0)
+    return { ok: false, reason: `S2SL0=${p.sl0} is not a valid start level for this granule` };
   const startBits = inputBits - levelShift(p.granule, startLevel);
   if (startBits < 1 || startBits > strideOf(p.granule) + 4) {
     return {

@@ -54,7 +54,8 @@ export interface RefOptions {
 }
 
 const bit = (v: bigint, n: number): boolean => ((v >> BigInt(n)) & 1n) === 1n;
-const bits = (v: bigint, hi: number, lo: number): bigint => (v >> BigInt(lo)) & ((1n << BigInt(hi - lo + 1)) - 1n);
+const bits = (v: bigint, hi: number, lo: number): bigint =>
+  (v >> BigInt(lo)) & ((1n << BigInt(hi - lo + 1)) - 1n);
 
 interface StageOut {
   readonly out: bigint;

@@ -68,6 +68,9 @@ export class Walker {
   perms = 0;
   /** The stage-1 leaf was non-global (nG = 1). */
   nG = false;
+  /** Leaf level and granule (log2) of stage 1, or of stage 2 when stage 1 is bypassed. */
+  level = 0;
+  granule = 0;
   /** Intermediate (stage-1 output) address of the last translate(). */
   ipaHi = 0;
   ipaLo = 0;
@@ -99,6 +102,7 @@ export class Walker {
   private lvlShift = 0;
   private lvlPerms = 0;
   private lvlNg = false;
+  private lvlLevel = 0;
 
   constructor(mem: PhysMem) {
     this.mem = mem;
@@ -122,6 +126,8 @@ export class Walker {
     let shift = 64;
     let perms = PERM_S1_ALL;
     let nG = false;
+    let level = 0;
+    let granule = 0;
     if (s1 !== null) {
       const r = this.selectS1(s1, inHi, inLo);
       if (r === null) return this.stage1Fault(WALK_TRANSLATION);
@@ -132,6 +138,8 @@ export class Walker {
       shift = this.lvlShift;
       perms = this.lvlPerms;
       nG = this.lvlNg;
+      level = this.lvlLevel;
+      granule = r.granule;
     }
     this.ipaHi = ipaHi;
     this.ipaLo = ipaLo;
@@ -140,8 +148,12 @@ export class Walker {
       if (f !== WALK_OK) return this.asStage2Fault(f, CLASS_IN, ipaHi, ipaLo);
       this.outHi = this.lvlOutHi;
       this.outLo = this.lvlOutLo;
-      this.shift = this.lvlShift < shift ? this.lvlShift : shift;
+      this.shift = Math.min(this.lvlShift, shift);
       this.perms = perms | this.lvlPerms;
+      if (s1 === null) {
+        level = this.lvlLevel;
+        granule = s2.granule;
+      }
     } else {
       this.outHi = ipaHi;
       this.outLo = ipaLo;
@@ -149,6 +161,8 @@ export class Walker {
       this.perms = perms | PERM_S2_ALL;
     }
     this.nG = nG;
+    this.level = level;
+    this.granule = granule;
     this.fault = WALK_OK;
     return WALK_OK;
   }
@@ -206,12 +220,19 @@ export class Walker {
    * One stage's walk of `inHi:inLo`. With `nest` (stage 1 of a nested configuration) each table
    * descriptor address is an IPA translated by `nest` first. Results in lvl* fields.
    */
-  private walkStage(r: StageRegime, inHi: number, inLo: number, need: number, nest: StageRegime | null): WalkFault {
+  private walkStage(
+    r: StageRegime,
+    inHi: number,
+    inLo: number,
+    need: number,
+    nest: StageRegime | null,
+  ): WalkFault {
     const stage1 = r.stage === 1;
     if (stage1) this.walksS1++;
     else {
       this.walksS2++;
-      if ((inHi & r.rangeMaskHi) !== 0 || (inLo & r.rangeMaskLo) !== 0) return this.stageFault(WALK_TRANSLATION, stage1);
+      if ((inHi & r.rangeMaskHi) !== 0 || (inLo & r.rangeMaskLo) !== 0)
+        return this.stageFault(WALK_TRANSLATION, stage1);
     }
     const mem = this.mem;
     const g = r.granule;
@@ -270,7 +291,8 @@ export class Walker {
         continue;
       }
       // Leaf: a page at level 3 (0b11) or a block above it (0b01) where the granule allows one.
-      if (level === 3 ? (d0 & 2) === 0 : !blockLegal(g, level, r.oa52)) return this.stageFault(WALK_TRANSLATION, stage1);
+      if (level === 3 ? (d0 & 2) === 0 : !blockLegal(g, level, r.oa52))
+        return this.stageFault(WALK_TRANSLATION, stage1);
       const oaHi = (d1 & 0xffff) | (r.oa52 ? ((d0 >>> 12) & 0xf) << 16 : 0);
       let outHi: number;
       let outLo: number;
@@ -286,7 +308,12 @@ export class Walker {
       let perms: number;
       if (stage1) {
         const ap = applyApTable((d0 >>> 6) & 3, apTable);
-        perms = s1Permissions(ap, (d1 & D1_PXN) !== 0 || pxnTable, (d1 & D1_XN) !== 0 || xnTable, r.twoPrivilege);
+        perms = s1Permissions(
+          ap,
+          (d1 & D1_PXN) !== 0 || pxnTable,
+          (d1 & D1_XN) !== 0 || xnTable,
+          r.twoPrivilege,
+        );
         if (r.wxn) perms = applyWxn(perms);
         if (r.pan && (ap & 1) !== 0) perms &= ~(PERM.S1_PR | PERM.S1_PW);
       } else perms = s2Permissions((d0 >>> 6) & 3, (d1 & D1_XN) !== 0);
@@ -299,6 +326,7 @@ export class Walker {
       this.lvlShift = shift;
       this.lvlPerms = perms;
       this.lvlNg = (d0 & D0_NG) !== 0;
+      this.lvlLevel = level;
       return WALK_OK;
     }
   }
