@@ -158,6 +158,9 @@ export class SmmuRig {
     });
     this.sidLog2 = opts.sidLog2 ?? 8;
     this.split = opts.split;
+    if (this.split !== undefined && this.split !== 6 && this.split !== 8 && this.split !== 10) {
+      throw new Error(`rig: SPLIT must be 6, 8 or 10 (got ${this.split}); other values are reserved`);
+    }
     this.cmdqLog2 = opts.cmdqLog2 ?? 6;
     this.eventqLog2 = opts.eventqLog2 ?? 6;
     const strtabBytes =

@@ -935,23 +935,20 @@ export class Smmu implements CommandTarget {
       this.lastGen = this.cfg.generation;
     }
     this.stats.translations++;
+    const ste = path.ste;
+    const priv = ste.privCfg === PRIVCFG_PRIV ? true : ste.privCfg === PRIVCFG_UNPRIV ? false : privileged;
+    const acc = overrideAccess(access, ste.instCfg);
     if (path.kind !== PATH_TRANSLATE) {
       if (path.kind === PATH_ABORT) return this.setFault(TXN_ABORT, SILENT, false, 'STE.Config aborts');
       // Full bypass (Config 0b100): an input above OAS is a stage-1 address size fault (§3.4).
-      if (iova >= this.oasLimit) return this.addrSizeOnInput(sid, ssid, iova, access, privileged);
+      if (iova >= this.oasLimit) return this.addrSizeOnInput(sid, ssid, iova, acc, priv);
       this.stats.bypassed++;
       this.tPa = iova;
       this.tAvail = this.oasLimit - iova;
       return true;
     }
     // Stage-1 bypassed (S2-only, or S1DSS = bypass): the input must fit the IAS (§3.4).
-    if (path.s1 === null && iova >= this.iasLimit)
-      return this.addrSizeOnInput(sid, ssid, iova, access, privileged);
-    const ste = path.ste;
-    const priv = ste.privCfg === PRIVCFG_PRIV ? true : ste.privCfg === PRIVCFG_UNPRIV ? false : privileged;
-    let acc = access;
-    if (access !== ACCESS_WRITE && ste.instCfg === INSTCFG_INSTR) acc = ACCESS_EXEC;
-    else if (access === ACCESS_EXEC && ste.instCfg === INSTCFG_DATA) acc = ACCESS_READ;
+    if (path.s1 === null && iova >= this.iasLimit) return this.addrSizeOnInput(sid, ssid, iova, acc, priv);
     const s1Need = 1 << (acc + (priv ? 0 : 3));
     const s2Need = 1 << (8 + acc);
     const hi = (iova / TWO_POW_32) >>> 0;
@@ -1123,7 +1120,8 @@ export class Smmu implements CommandTarget {
       return null;
     }
     const ste = entry.decoded.value;
-    if (entry.direct !== null && ssid < 0) return entry.direct;
+    // Config 0b0xx aborts silently whatever the SubstreamID (C_BAD_SUBSTREAMID is for Config 0b1x0).
+    if (ste.abort || (entry.direct !== null && ssid < 0)) return entry.direct;
     if (ssid >= 0 && (!ste.s1 || ste.s1CdMax === 0 || ssid >= 2 ** ste.s1CdMax)) {
       const reason = !ste.s1
         ? 'a SubstreamID with stage 1 disabled'
@@ -1157,7 +1155,10 @@ export class Smmu implements CommandTarget {
       );
       return null;
     }
-    const cd = this.lookupCd(sid, ssid, ste, index, iova, acc, priv);
+    // Records carry PnU/InD after the STE's PRIVCFG/INSTCFG overrides (§7.3), CD-fetch faults included.
+    const effPriv = ste.privCfg === PRIVCFG_PRIV ? true : ste.privCfg === PRIVCFG_UNPRIV ? false : priv;
+    const effAcc = overrideAccess(acc, ste.instCfg);
+    const cd = this.lookupCd(sid, ssid, ste, index, iova, effAcc, effPriv);
     if (cd === null) return null;
     if (!cd.decoded.ok) {
       this.setFault(TXN_ABORT, { id: C_BAD_CD, streamId: sid, substreamId: ssid }, true, cd.decoded.reason);
@@ -1457,6 +1458,13 @@ interface StructFetchContext {
   readonly acc: Access;
   readonly priv: boolean;
   readonly ste: SteConfig;
+}
+
+/** STE.INSTCFG: reads may be forced to instruction or data accesses; writes are always data. */
+function overrideAccess(access: Access, instCfg: number): Access {
+  if (access !== ACCESS_WRITE && instCfg === INSTCFG_INSTR) return ACCESS_EXEC;
+  if (access === ACCESS_EXEC && instCfg === INSTCFG_DATA) return ACCESS_READ;
+  return access;
 }
 
 /** log2 of CDs per leaf table: 6 (4KB leaves) or 10 (64KB leaves). */
