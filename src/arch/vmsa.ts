@@ -106,7 +106,11 @@ export const S1_NSTABLE = bitField('NSTable', 0, 63);
 export const S2_MEMATTR = field('MemAttr', 0, 5, 2);
 /** S2AP: bit 6 = read permitted, bit 7 = write permitted. */
 export const S2_S2AP = field('S2AP', 0, 7, 6);
-/** Stage 2 XN[1:0] (bit 53 only meaningful with FEAT_XNX; vsva models XN = bit 54). */
+/**
+ * Stage 2 XN[1:0] (FEAT_XNX, SMMU IDR3.XNX): 0b00 executable at both privileges, 0b01 not at the
+ * privileged level, 0b10 at neither, 0b11 not at the unprivileged level. Without XNX only XN[1]
+ * counts (set = execute-never).
+ */
 export const S2_XN = field('XN', 0, 54, 53);
 
 export const S1_LEAF_FIELDS: readonly Field[] = [
@@ -191,16 +195,17 @@ export const PERM = {
   S1_UR: 1 << 3,
   S1_UW: 1 << 4,
   S1_UX: 1 << 5,
-  /** Stage 2 read / write / execute. */
+  /** Stage 2 read / write, and execute for privileged / unprivileged accesses (XNX). */
   S2_R: 1 << 8,
   S2_W: 1 << 9,
-  S2_X: 1 << 10,
+  S2_PX: 1 << 10,
+  S2_UX: 1 << 11,
 } as const;
 
 /** All stage-1 permissions (stage 1 bypassed). */
 export const PERM_S1_ALL = 0x3f;
 /** All stage-2 permissions (stage 2 bypassed). */
-export const PERM_S2_ALL = 0x700;
+export const PERM_S2_ALL = 0xf00;
 
 /** Access kinds of a transaction. */
 export const ACCESS_READ = 0;
@@ -213,8 +218,9 @@ export function s1PermBit(access: Access, privileged: boolean): number {
   return 1 << (access + (privileged ? 0 : 3));
 }
 
-/** The PERM bit a stage-2 access needs. */
-export function s2PermBit(access: Access): number {
+/** The PERM bit a stage-2 access needs: execute is judged at the access's privilege (XNX). */
+export function s2PermBit(access: Access, privileged: boolean): number {
+  if (access === ACCESS_EXEC) return privileged ? PERM.S2_PX : PERM.S2_UX;
   return 1 << (8 + access);
 }
 
@@ -243,12 +249,15 @@ export function s1Permissions(ap: number, pxn: boolean, uxn: boolean, twoPrivile
   return p;
 }
 
-/** Stage-2 permissions from S2AP and XN (descriptor bit 54). */
-export function s2Permissions(s2ap: number, xn: boolean): number {
+/** Stage-2 permissions from S2AP and XN[1:0] (descriptor bits [54:53]); `xnx`: FEAT_XNX semantics. */
+export function s2Permissions(s2ap: number, xn: number, xnx: boolean): number {
   let p = 0;
   if (s2ap & 1) p |= PERM.S2_R;
   if (s2ap & 2) p |= PERM.S2_W;
-  if (!xn) p |= PERM.S2_X;
+  const x = xnx ? xn & 3 : xn & 2;
+  if (x === 0) p |= PERM.S2_PX | PERM.S2_UX;
+  else if (x === 0b01) p |= PERM.S2_UX;
+  else if (x === 0b11) p |= PERM.S2_PX;
   return p;
 }
 

@@ -64,6 +64,7 @@ describe('STE layout (§5.2)', () => {
       ['CONT', 80, 77],
       ['MEV', 83, 83],
       ['SW_RESERVED', 87, 84],
+      ['S2FWB', 89, 89],
       ['S1STALLD', 91, 91],
       ['EATS', 93, 92],
       ['STRW', 95, 94],

@@ -238,7 +238,8 @@ export const SMMU_REGISTERS: readonly RegDef[] = [
   { name: 'SMMU_AIDR', offset: SMMU_AIDR, width: 32, access: 'RO', fields: AIDR_FIELDS },
   { name: 'SMMU_CR0', offset: SMMU_CR0, width: 32, access: 'RW', fields: CR0_FIELDS },
   { name: 'SMMU_CR0ACK', offset: SMMU_CR0ACK, width: 32, access: 'RO', fields: CR0_FIELDS },
-  { name: 'SMMU_CR1', offset: SMMU_CR1, width: 32, access: 'RW', guard: 'SMMUEN', fields: CR1_FIELDS },
+  // CR1 is guarded per field: TABLE_* by SMMUEN, QUEUE_* by CMDQEN/EVENTQEN (§6.3.11).
+  { name: 'SMMU_CR1', offset: SMMU_CR1, width: 32, access: 'RW', fields: CR1_FIELDS },
   { name: 'SMMU_CR2', offset: SMMU_CR2, width: 32, access: 'RW', guard: 'SMMUEN', fields: CR2_FIELDS },
   { name: 'SMMU_STATUSR', offset: SMMU_STATUSR, width: 32, access: 'RO', fields: [f('DORMANT', 0)] },
   {

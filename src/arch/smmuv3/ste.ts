@@ -28,6 +28,7 @@ export const STE_1_S1CSH = field('S1CSH', 1, 7, 6);
 export const STE_1_CONT = field('CONT', 1, 16, 13);
 export const STE_1_MEV = bitField('MEV', 1, 19);
 export const STE_1_SW_RESERVED = field('SW_RESERVED', 1, 23, 20);
+export const STE_1_S2FWB = bitField('S2FWB', 1, 25);
 export const STE_1_S1STALLD = bitField('S1STALLD', 1, 27);
 export const STE_1_EATS = field('EATS', 1, 29, 28);
 export const STE_1_STRW = field('STRW', 1, 31, 30);
@@ -77,6 +78,7 @@ export const STE_FIELDS: readonly Field[] = [
   STE_1_CONT,
   STE_1_MEV,
   STE_1_SW_RESERVED,
+  STE_1_S2FWB,
   STE_1_S1STALLD,
   STE_1_EATS,
   STE_1_STRW,
@@ -110,15 +112,15 @@ export const STE_FIELDS: readonly Field[] = [
 
 /**
  * RES0 bits per 32-bit word (16 words) for vsva's feature set: bits not covered by a field above,
- * plus fields of features vsva reports absent (dw1 S2HWU59-62, DRE, DCP, PPAR, S1PIE, S2FWB, S1MPAM;
+ * plus fields of features vsva reports absent (dw1 S2HWU59-62, DRE, DCP, PPAR, S1PIE, S1MPAM;
  * dw2 S2HAFT, S2PIE, S2POE, DPT_VMATCH; dw3 S2NSW, S2NSA, S2SL0_2, S2DS, S2SKL; dwords 4-7).
  * IMPLEMENTATION DEFINED and SW_RESERVED fields are never checked.
  */
 export const STE_RES0_MASKS: readonly number[] = [
   // dw0: bits [58:56]
   0x0000_0000, 0x0700_0000,
-  // dw1: bits [12:8] (S2HWU59-62, DRE), [18:17] (DCP, PPAR), [26:24] (S1PIE, S2FWB, S1MPAM), [43:41]
-  0x0706_1f00, 0x0000_0e00,
+  // dw1: bits [12:8] (S2HWU59-62, DRE), [18:17] (DCP, PPAR), 24 (S1PIE), 26 (S1MPAM), [43:41]
+  0x0506_1f00, 0x0000_0e00,
   // dw2: bits [63:59] (S2HAFT, S2PIE, S2POE, DPT_VMATCH)
   0x0000_0000, 0xf800_0000,
   // dw3: bits [3:0] (S2NSW, S2NSA, S2SL0_2, S2DS), [63:52]

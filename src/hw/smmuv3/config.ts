@@ -268,6 +268,7 @@ function steStage2(w: Uint32Array, f: SmmuFeatures): Decoded<StageRegime> {
     affd: getField(w, STE_2_S2AFFD) === 1,
     paMaxBits: f.oasBits,
     stt: f.smallTables,
+    xnx: true,
   });
   return r.ok ? { ok: true, value: r.regime } : bad(`STE stage 2: ${r.reason}`);
 }

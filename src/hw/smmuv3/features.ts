@@ -3,11 +3,14 @@
  * (IHI 0070 §6.3.1-§6.3.8). Also the model's decisions where the architecture leaves a choice
  * (CONSTRAINED UNPREDICTABLE or IMPLEMENTATION DEFINED), each recorded next to its option.
  *
- * vsva models an SMMUv3.2 (AIDR = 0x02: range invalidation, and v3.2's "writes to guarded
- * registers are ignored" rules) with the Non-secure programming interface only, AArch64 tables
- * only (TTF = 0b10), little-endian tables only (TTENDIAN = 0b10), no stalls (STALL_MODEL = 0b01),
- * no ATS/PRI, no HTTU, no MPAM. It does not claim v3.2's FWB, XNX, BBML or PTWNNC: those ID fields
- * read 0 and their STE/CD fields are RES0.
+ * vsva models an SMMUv3.2 (AIDR = 0x02) with the Non-secure programming interface only, AArch64
+ * tables only (TTF = 0b10), little-endian tables only (TTENDIAN = 0b10), no stalls
+ * (STALL_MODEL = 0b01), no ATS/PRI, no HTTU, no MPAM. The v3.1/v3.2-mandatory features are
+ * present: HAD, XNX (stage-2 execute-never per privilege), RIL, FWB (STE.S2FWB is accepted; memory
+ * attributes are not modelled, so it has no visible effect) and BBML level 2 (the model never
+ * raises F_TLB_CONFLICT: entries of different sizes for one address coexist and either may be
+ * used). With `rangeInvalidation: false` the SMMU reports itself as v3.1 (AIDR = 0x01), since
+ * RIL is mandatory from v3.2.
  */
 
 import { type Granule, psEncoding } from '../../arch/vmsa.ts';
@@ -95,7 +98,8 @@ export const DEFAULT_FEATURES: SmmuFeatures = {
 
 export type FeaturesResult = { ok: true; features: SmmuFeatures } | { ok: false; errors: string[] };
 
-const isPow2 = (n: number): boolean => Number.isInteger(n) && n > 0 && (n & (n - 1)) === 0;
+const isPow2 = (n: number): boolean =>
+  Number.isSafeInteger(n) && n > 0 && 2 ** Math.round(Math.log2(n)) === n;
 
 /** Fills defaults and checks every option; returns one message per problem. */
 export function resolveFeatures(partial: Partial<SmmuFeatures> = {}): FeaturesResult {
@@ -119,7 +123,9 @@ export function resolveFeatures(partial: Partial<SmmuFeatures> = {}): FeaturesRe
     errors.push('sidBits >= 7 requires twoLevelStreamTable (IDR0.ST_LEVEL)');
   intIn('cmdqLog2Max', f.cmdqLog2Max, 0, 19);
   intIn('eventqLog2Max', f.eventqLog2Max, 0, 19);
-  if (!isPow2(f.iotlbEntries)) errors.push(`iotlbEntries must be a power of two, got ${f.iotlbEntries}`);
+  if (!isPow2(f.iotlbEntries) || f.iotlbEntries > 2 ** 20) {
+    errors.push(`iotlbEntries must be a power of two up to 2^20, got ${f.iotlbEntries}`);
+  }
   if (!isPow2(f.iotlbWays) || f.iotlbWays > f.iotlbEntries) {
     errors.push(`iotlbWays must be a power of two no larger than iotlbEntries, got ${f.iotlbWays}`);
   }
@@ -138,7 +144,7 @@ export interface IdRegisters {
   readonly idr5: number;
   /** IIDR is IMPLEMENTATION DEFINED; vsva reads 0 rather than borrowing a vendor's JEP106 code. */
   readonly iidr: number;
-  /** SMMUv3.2. */
+  /** SMMUv3.2 (v3.1 without range invalidation). */
   readonly aidr: number;
 }
 
@@ -166,13 +172,20 @@ export function idRegisters(f: SmmuFeatures): IdRegisters {
     (f.cmdqLog2Max << 21) |
     (1 << 26) | // ATTR_PERMS_OVR: STE.PRIVCFG / INSTCFG honoured
     (1 << 27); // ATTR_TYPES_OVR: STE.MTCFG / SHCFG / ALLOCCFG accepted (memory attributes not modelled)
-  const idr3 = (b(f.stage1) << 2) | (b(f.smallTables) << 9) | (b(f.rangeInvalidation) << 10); // HAD, STT, RIL
+  const idr3 =
+    (b(f.stage1) << 2) | // HAD
+    (b(f.stage2) << 4) | // XNX
+    (b(f.stage2) << 8) | // FWB
+    (b(f.smallTables) << 9) | // STT
+    (b(f.rangeInvalidation) << 10) | // RIL
+    (0b10 << 11); // BBML: level 2
   const idr5 =
     psEncoding(f.oasBits) |
     (b(f.granules.includes(12)) << 4) |
     (b(f.granules.includes(14)) << 5) |
     (b(f.granules.includes(16)) << 6);
-  return { idr0: idr0 >>> 0, idr1: idr1 >>> 0, idr2: 0, idr3, idr4: 0, idr5, iidr: 0, aidr: 0x02 };
+  const aidr = f.rangeInvalidation ? 0x02 : 0x01;
+  return { idr0: idr0 >>> 0, idr1: idr1 >>> 0, idr2: 0, idr3, idr4: 0, idr5, iidr: 0, aidr };
 }
 
 /** IAS: the IPA size (IHI 0070 §3.4): OAS for AArch64-only tables. */

@@ -33,6 +33,7 @@ import {
   CLASS_CD,
   CLASS_IN,
   PERM,
+  s2PermBit,
   WALK_EABT,
   WALK_OK,
 } from '../../arch/vmsa.ts';
@@ -172,7 +173,7 @@ export function referenceTranslate(
 
   // ---- walk
   const s1Need = 1 << (acc + (priv ? 0 : 3));
-  const s2Need = 1 << (8 + acc);
+  const s2Need = s2PermBit(acc, priv);
   const res = refTranslate(mem, cd === null ? null : cd.s1, s2, input, s1Need, s2Need, { qemuOrder });
   if (res.fault === WALK_OK) return okTxn(res.pa);
   const id = [0, F_TRANSLATION, F_ADDR_SIZE, F_ACCESS, F_PERMISSION, F_WALK_EABT][res.fault]!;

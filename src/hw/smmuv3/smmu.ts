@@ -106,6 +106,7 @@ import {
   CLASS_CD,
   CLASS_IN,
   CLASS_TT,
+  s2PermBit,
   WALK_EABT,
   WALK_PERMISSION,
 } from '../../arch/vmsa.ts';
@@ -377,6 +378,8 @@ export class Smmu implements CommandTarget {
   /** A 32-bit MMIO read at `offset` in the register frame. Unknown offsets read as zero. */
   read32(offset: number): number {
     this.stats.mmioReads++;
+    // Misaligned accesses are CONSTRAINED UNPREDICTABLE (§6.2); vsva makes them RAZ/WI.
+    if ((offset & 3) !== 0 || !Number.isInteger(offset)) return 0;
     const lo = offset & ~7;
     const upper = (offset & 4) !== 0;
     const wide = this.read64Raw(lo);
@@ -393,6 +396,7 @@ export class Smmu implements CommandTarget {
   /** A 32-bit MMIO write. Writes to read-only, guarded or unknown registers are ignored. */
   write32(offset: number, value: number): void {
     this.stats.mmioWrites++;
+    if ((offset & 3) !== 0 || !Number.isInteger(offset)) return this.ignored();
     const v = value >>> 0;
     const base = offset & ~7;
     if (this.is64(base)) {
@@ -522,9 +526,7 @@ export class Smmu implements CommandTarget {
       case SMMU_CR0:
         return this.writeCr0(v);
       case SMMU_CR1:
-        if (this.cr0 & CR0_SMMUEN) return this.ignored();
-        this.cr1 = v & 0xfff;
-        return;
+        return this.writeCr1(v);
       case SMMU_CR2:
         if (this.cr0 & CR0_SMMUEN) return this.ignored();
         this.cr2 = v & ((this.features.hyp ? CR2_E2H : 0) | CR2_RECINVSID);
@@ -586,7 +588,7 @@ export class Smmu implements CommandTarget {
 
   private write64Raw(offset: number, lo: number, hi: number): void {
     const oasMask = (addrLo: number, addrHi: number, lowBits: number): number => {
-      const a = (addrHi & 0xf_ffff) * TWO_POW_32 + (addrLo & ~(2 ** lowBits - 1)) + 0;
+      const a = (addrHi & 0xf_ffff) * TWO_POW_32 + ((addrLo & ~(2 ** lowBits - 1)) >>> 0);
       return a >= this.oasLimit ? a % this.oasLimit : a;
     };
     switch (offset) {
@@ -618,6 +620,17 @@ export class Smmu implements CommandTarget {
       default:
         this.ignored();
     }
+  }
+
+  /** CR1: TABLE_* fields are guarded by SMMUEN, QUEUE_* fields by the queue enables (§6.3.11). */
+  private writeCr1(v: number): void {
+    const tableMask = 0xfc0;
+    const queueMask = 0x03f;
+    let mask = 0;
+    if ((this.cr0 & CR0_SMMUEN) === 0) mask |= tableMask;
+    if ((this.cr0 & (CR0_CMDQEN | CR0_EVENTQEN)) === 0) mask |= queueMask;
+    if (((v ^ this.cr1) & ~mask & 0xfff) !== 0) this.stats.mmioIgnored++;
+    this.cr1 = (this.cr1 & ~mask) | (v & mask);
   }
 
   private writeCr0(v: number): void {
@@ -729,8 +742,12 @@ export class Smmu implements CommandTarget {
     const s = this.pendingSync;
     if (s === null) return;
     this.pendingSync = null;
-    if (s.cs === CMD_SYNC_CS_IRQ) this.signal('cmd_sync', s.addr, s.data, GERROR_MSI_CMDQ_ABT_ERR);
-    else if (s.cs === CMD_SYNC_CS_SEV) this.hooks.irq?.('sev');
+    if (s.cs === CMD_SYNC_CS_IRQ) {
+      // SIG_IRQ writes the MSI when MSIAddr != 0 and also pulses the wired CMD_SYNC line, which
+      // has no enable and does not depend on MSIAddr (§4.7.3, §3.18.2).
+      if (this.features.msi && s.addr !== 0) this.signal('cmd_sync', s.addr, s.data, GERROR_MSI_CMDQ_ABT_ERR);
+      this.hooks.irq?.('cmd_sync');
+    } else if (s.cs === CMD_SYNC_CS_SEV) this.hooks.irq?.('sev');
   }
 
   // ---- CommandTarget: invalidations
@@ -950,7 +967,7 @@ export class Smmu implements CommandTarget {
     // Stage-1 bypassed (S2-only, or S1DSS = bypass): the input must fit the IAS (§3.4).
     if (path.s1 === null && iova >= this.iasLimit) return this.addrSizeOnInput(sid, ssid, iova, acc, priv);
     const s1Need = 1 << (acc + (priv ? 0 : 3));
-    const s2Need = 1 << (8 + acc);
+    const s2Need = s2PermBit(acc, priv);
     const hi = (iova / TWO_POW_32) >>> 0;
     const lo = iova >>> 0;
     const tlb = this.iotlb;

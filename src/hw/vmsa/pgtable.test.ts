@@ -154,7 +154,7 @@ function expectedPerms(stage: 1 | 2, i: number): number {
     ][i]!;
     return s1 | PERM_S2_ALL;
   }
-  const s2 = [PERM.S2_R | PERM.S2_W, PERM.S2_R | PERM.S2_X, PERM.S2_R | PERM.S2_W][i]!;
+  const s2 = [PERM.S2_R | PERM.S2_W, PERM.S2_R | (PERM.S2_PX | PERM.S2_UX), PERM.S2_R | PERM.S2_W][i]!;
   return s2 | PERM_S1_ALL;
 }
 
@@ -517,7 +517,7 @@ describe('descriptors', () => {
     expect(getField(b, S2_S2AP)).toBe(0b01);
     expect(getField(b, S2_XN)).toBe(0);
     expect(walkBoth(r, 0x1000)?.perms).toBe(PERM_S1_ALL | PERM.S2_W);
-    expect(walkBoth(r, 0x2000)?.perms).toBe(PERM_S1_ALL | PERM.S2_R | PERM.S2_X);
+    expect(walkBoth(r, 0x2000)?.perms).toBe(PERM_S1_ALL | PERM.S2_R | (PERM.S2_PX | PERM.S2_UX));
   });
 
   it('walkers enforce the permissions the builder encoded', () => {

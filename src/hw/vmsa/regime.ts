@@ -40,6 +40,8 @@ export interface StageRegime {
   readonly pan: boolean;
   /** Stage 1: WXN (writable implies execute-never). */
   readonly wxn: boolean;
+  /** Stage 2: XN[1:0] with FEAT_XNX semantics (privileged / unprivileged execute-never). */
+  readonly xnx: boolean;
   /** Masks of input bits [63:inputBits] (the walk range check), as hi/lo words. */
   readonly rangeMaskHi: number;
   readonly rangeMaskLo: number;
@@ -70,6 +72,8 @@ export interface S2RegimeParams {
   readonly paMaxBits: number;
   /** IDR3.STT: small translation tables (level-3 starts and TxSZ up to 48). */
   readonly stt: boolean;
+  /** FEAT_XNX (IDR3.XNX); default false. */
+  readonly xnx?: boolean;
 }
 
 export type RegimeResult = { ok: true; regime: StageRegime } | { ok: false; reason: string };
@@ -89,7 +93,7 @@ function build(
   startBits: number,
   ttb: number,
   oaBits: number,
-  opts: { affd: boolean; had: boolean; twoPrivilege: boolean; pan: boolean; wxn: boolean },
+  opts: { affd: boolean; had: boolean; twoPrivilege: boolean; pan: boolean; wxn: boolean; xnx?: boolean },
 ): StageRegime {
   const oa52 = granule === 16 && oaBits > 48;
   const alignLog2 = Math.max(startBits + 3, oa52 ? 6 : 3);
@@ -111,6 +115,7 @@ function build(
     twoPrivilege: opts.twoPrivilege,
     pan: opts.pan,
     wxn: opts.wxn,
+    xnx: opts.xnx === true,
     rangeMaskHi,
     rangeMaskLo,
   };
@@ -177,7 +182,7 @@ export function s2Regime(p: S2RegimeParams): RegimeResult {
     };
   }
   if (p.ttb >= 2 ** oaBits) return { ok: false, reason: `S2TTB beyond the ${oaBits}-bit output size` };
-  const opts = { affd: p.affd, had: true, twoPrivilege: false, pan: false, wxn: false };
+  const opts = { affd: p.affd, had: true, twoPrivilege: false, pan: false, wxn: false, xnx: p.xnx === true };
   return { ok: true, regime: build(2, p.granule, inputBits, startLevel, startBits, p.ttb, oaBits, opts) };
 }
 

@@ -169,7 +169,10 @@ function walkOneStage(
       perms = stage1Perms(ap, bit(desc, 53) || pxnTable, bit(desc, 54) || xnTable, r);
     } else {
       const s2ap = Number(bits(desc, 7, 6));
-      perms = (s2ap & 1 ? PERM.S2_R : 0) | (s2ap & 2 ? PERM.S2_W : 0) | (bit(desc, 54) ? 0 : PERM.S2_X);
+      // XN[1:0] = bits [54:53]; without XNX only XN[1] is used.
+      const xn = r.xnx ? Number(bits(desc, 54, 53)) : bit(desc, 54) ? 2 : 0;
+      const exec = [PERM.S2_PX | PERM.S2_UX, PERM.S2_UX, 0, PERM.S2_PX][xn]!;
+      perms = (s2ap & 1 ? PERM.S2_R : 0) | (s2ap & 2 ? PERM.S2_W : 0) | exec;
     }
     const sizeFault = out >= oaLimit;
     if (!opts.qemuOrder && sizeFault) return fail(WALK_ADDR_SIZE, s2, CLASS_IN);

@@ -192,8 +192,8 @@ describe('fast walker agrees with the reference walker', () => {
           const priv = (q & 4) === 4;
           compare(walker, mem, s1, null, va, s1PermBit(access, priv), 0);
           if (r2 !== null) {
-            compare(walker, mem, null, r2, va, 0, s2PermBit(access));
-            if (c.nested) compare(walker, mem, s1, r2, va, s1PermBit(access, priv), s2PermBit(access));
+            compare(walker, mem, null, r2, va, 0, s2PermBit(access, priv));
+            if (c.nested) compare(walker, mem, s1, r2, va, s1PermBit(access, priv), s2PermBit(access, priv));
           }
         }
       }),

@@ -316,7 +316,7 @@ export class Walker {
         );
         if (r.wxn) perms = applyWxn(perms);
         if (r.pan && (ap & 1) !== 0) perms &= ~(PERM.S1_PR | PERM.S1_PW);
-      } else perms = s2Permissions((d0 >>> 6) & 3, (d1 & D1_XN) !== 0);
+      } else perms = s2Permissions((d0 >>> 6) & 3, (d1 >>> 21) & 3, r.xnx);
       if (!this.qemuOrder && outHi >= oaLimitHi) return this.stageFault(WALK_ADDR_SIZE, stage1);
       if ((d0 & D0_AF) === 0 && !r.affd) return this.stageFault(WALK_ACCESS, stage1);
       if ((perms & need) !== need) return this.stageFault(WALK_PERMISSION, stage1);
