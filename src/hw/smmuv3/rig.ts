@@ -246,10 +246,14 @@ export class SmmuRig {
    * A stage-2 table mapping the whole guest window IPA→PA with read/write/exec, the way a VMM
    * maps guest RAM for DMA.
    */
-  stage2For(g: GuestRam, granule: Granule = 12, iasBits = 40, oasBits = 48): PageTable {
+  stage2For(g: GuestRam, granule: Granule = 12, iasBits = 40, oasBits = 48, pageGranular = false): PageTable {
     const t = this.pageTable({ stage: 2, granule, iasBits, oasBits });
-    const r = t.map(g.ipaBase, g.paBase, g.size, { read: true, write: true, exec: true });
-    if (!r.ok) throw new Error(`rig: stage-2 map: ${r.detail}`);
+    const prot = { read: true, write: true, exec: true };
+    const step = pageGranular ? 2 ** granule : g.size;
+    for (let off = 0; off < g.size; off += step) {
+      const r = t.map(g.ipaBase + off, g.paBase + off, step, prot);
+      if (!r.ok) throw new Error(`rig: stage-2 map: ${r.detail}`);
+    }
     return t;
   }
 
