@@ -290,6 +290,9 @@ export interface SmmuOptions {
   readonly hooks?: SmmuHooks;
 }
 
+/** 2^n for n in 0..64: `2 ** n` with a variable n is a pow() call on the hot path. */
+const POW2 = Float64Array.from({ length: 65 }, (_, n) => 2 ** n);
+
 const WALK_EVENT = [0, F_TRANSLATION, F_ADDR_SIZE, F_ACCESS, F_PERMISSION, F_WALK_EABT];
 /** Event id 0: the transaction is terminated without an event (Config abort, GBPA abort). */
 const SILENT: EventInit = { id: 0, streamId: 0 };
@@ -975,7 +978,7 @@ export class Smmu implements CommandTarget {
     if (e >= 0) {
       const perms = tlb.perms[e]!;
       const shift = tlb.shift[e]!;
-      const offset = shift < 32 ? lo & ((1 << shift) - 1) : (hi & (2 ** (shift - 32) - 1)) * TWO_POW_32 + lo;
+      const offset = shift < 32 ? lo & ((1 << shift) - 1) : (hi & (POW2[shift - 32]! - 1)) * TWO_POW_32 + lo;
       if ((perms & s1Need) === 0 || (perms & s2Need) === 0) {
         const s2 = (perms & s1Need) !== 0;
         return this.walkFault(
@@ -993,7 +996,7 @@ export class Smmu implements CommandTarget {
         );
       }
       this.tPa = tlb.pa[e]! + offset;
-      this.tAvail = 2 ** shift - offset;
+      this.tAvail = POW2[shift]! - offset;
       return true;
     }
     return this.walk(path, sid, ssid, iova, hi, lo, acc, priv, s1Need, s2Need);
