@@ -39,7 +39,10 @@ export interface PhysMemOptions {
   readonly addrBits?: number;
   /** RAM ranges, widened to whole pages. Default: the whole address space is RAM (sparse, zero-filled). */
   readonly ram?: readonly MemRange[];
-  /** Entries of the direct-mapped page lookup cache (power of two), default 4096. */
+  /**
+   * Entries of the direct-mapped page lookup cache (power of two), default 4096. Size it to the
+   * number of pages walks touch: a memory holding thousands of table pages wants 2^16.
+   */
   readonly lookupCacheEntries?: number;
 }
 
@@ -155,6 +158,8 @@ export class PhysMem implements MemoryPort {
   }
 
   private pageAccessible(pfn: number): boolean {
+    // Common case first: plain RAM with no holes.
+    if (this.ram === null && this.absent.length === 0) return pfn >= 0 && (pfn + 1) * PAGE_SIZE <= this.limit;
     return this.isAccessible(pfn * PAGE_SIZE, PAGE_SIZE);
   }
 

@@ -91,6 +91,13 @@ export interface XlatePath {
   readonly tlbKind: number;
   readonly ste: SteConfig;
   readonly cd: CdConfig | null;
+  /**
+   * PERM bits (stage 1 | stage 2) an access needs, indexed by access * 2 + (privileged ? 1 : 0)
+   * of the *incoming* transaction: STE.PRIVCFG / INSTCFG overrides are already applied.
+   */
+  readonly needs: Int32Array;
+  /** Inputs at or above this are refused before any lookup (IAS when stage 1 is bypassed). */
+  readonly inputLimit: number;
 }
 
 /** A cached STE: the decode result, where it came from, and the paths that need no CD. */

@@ -37,13 +37,17 @@ export interface InvalidationScope {
   readonly granule?: number;
 }
 
-export interface IotlbStats {
-  lookups: number;
-  hits: number;
-  misses: number;
-  inserts: number;
-  evictions: number;
-  invalidated: number;
+export class IotlbStats {
+  lookups = 0;
+  misses = 0;
+  inserts = 0;
+  evictions = 0;
+  invalidated = 0;
+
+  /** lookups - misses (derived, so the hit path counts nothing but the lookup). */
+  get hits(): number {
+    return this.lookups - this.misses;
+  }
 }
 
 interface ContextInfo {
@@ -57,7 +61,7 @@ export class Iotlb {
   readonly entries: number;
   readonly ways: number;
   readonly sets: number;
-  readonly stats: IotlbStats = { lookups: 0, hits: 0, misses: 0, inserts: 0, evictions: 0, invalidated: 0 };
+  readonly stats = new IotlbStats();
 
   /** Output page base of each entry (PA). */
   readonly pa: Float64Array;
@@ -128,9 +132,16 @@ export class Iotlb {
     return id;
   }
 
-  /** Entry index translating hi:lo in context `ctx`, or -1. */
+  /** Entry index translating hi:lo in context `ctx`, or -1; counted in the statistics. */
   lookup(ctx: number, hi: number, lo: number): number {
     this.stats.lookups++;
+    const e = this.probe(ctx, hi, lo);
+    if (e < 0) this.stats.misses++;
+    return e;
+  }
+
+  /** The same search without touching the statistics (callers count the outcome themselves). */
+  probe(ctx: number, hi: number, lo: number): number {
     let mask = this.sizeMask[ctx]!;
     while (mask !== 0) {
       const low = mask & -mask;
@@ -146,19 +157,19 @@ export class Iotlb {
         pnHi = hi >>> shift;
       }
       const base = this.setOf(ctx, shift, pnLo, pnHi) * this.ways;
-      for (let e = base; e < base + this.ways; e++) {
+      const end = base + this.ways;
+      for (let e = base; e < end; e++) {
+        // The page number discriminates most; the context usually matches.
         if (
-          this.tagCtx[e] === ctx &&
-          this.shift[e] === shift &&
           this.tagPnLo[e] === pnLo &&
-          this.tagPnHi[e] === pnHi
+          this.tagCtx[e] === ctx &&
+          this.tagPnHi[e] === pnHi &&
+          this.shift[e] === shift
         ) {
-          this.stats.hits++;
           return e;
         }
       }
     }
-    this.stats.misses++;
     return -1;
   }
 

@@ -140,7 +140,8 @@ export class SmmuRig {
   constructor(opts: RigOptions = {}, hooks: SmmuHooks = {}) {
     const ramBase = opts.ramBase ?? 0x4000_0000;
     const ramSize = opts.ramSize ?? 0x1000_0000;
-    this.mem = new PhysMem({ name: 'host' });
+    // Host RAM holds every table the SMMU walks: a large page-lookup cache keeps walks off the Map.
+    this.mem = new PhysMem({ name: 'host', lookupCacheEntries: 1 << 16 });
     this.alloc = new PageAllocator(this.mem, ramBase, ramSize);
     this.smmu = new Smmu(this.mem, {
       ...(opts.features ? { features: opts.features } : {}),

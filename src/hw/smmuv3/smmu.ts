@@ -106,12 +106,14 @@ import {
   CLASS_CD,
   CLASS_IN,
   CLASS_TT,
+  s1PermBit,
   s2PermBit,
   WALK_EABT,
   WALK_PERMISSION,
 } from '../../arch/vmsa.ts';
 import type { PhysMem } from '../memory.ts';
-import { Walker } from '../vmsa/walker.ts';
+import type { StageRegime } from '../vmsa/regime.ts';
+import { type S1Context, Walker } from '../vmsa/walker.ts';
 import { type CommandOutcome, type CommandTarget, executeCommand } from './commands.ts';
 import { type CdConfig, decodeCd, decodeSte, type SteConfig, WORLD_NSEL1 } from './config.ts';
 import {
@@ -172,10 +174,13 @@ export class DmaResult {
   reset(): void {
     this.status = TXN_OK;
     this.count = 0;
-    this.faultAddr = 0;
-    this.event = null;
-    this.eventDisposition = 'none';
-    this.reason = '';
+    // Fault fields are only set on faults: clear them only then (this runs on every transaction).
+    if (this.event !== null || this.reason !== '') {
+      this.faultAddr = 0;
+      this.event = null;
+      this.eventDisposition = 'none';
+      this.reason = '';
+    }
   }
 
   push(iova: number, pa: number, len: number): void {
@@ -202,7 +207,6 @@ export type EventDisposition =
 
 export interface SmmuStats {
   transactions: number;
-  translations: number;
   bypassed: number;
   silentAborts: number;
   faults: number;
@@ -243,7 +247,6 @@ export interface SmmuStats {
 function newStats(): SmmuStats {
   return {
     transactions: 0,
-    translations: 0,
     bypassed: 0,
     silentAborts: 0,
     faults: 0,
@@ -292,6 +295,8 @@ export interface SmmuOptions {
 
 /** 2^n for n in 0..64: `2 ** n` with a variable n is a pow() call on the hot path. */
 const POW2 = Float64Array.from({ length: 65 }, (_, n) => 2 ** n);
+const INV_TWO_POW_32 = 2 ** -32;
+const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 
 const WALK_EVENT = [0, F_TRANSLATION, F_ADDR_SIZE, F_ACCESS, F_PERMISSION, F_WALK_EABT];
 /** Event id 0: the transaction is terminated without an event (Config abort, GBPA abort). */
@@ -348,8 +353,12 @@ export class Smmu implements CommandTarget {
   // ---- translation scratch (valid until the next translation)
   private readonly oasLimit: number;
   private readonly iasLimit: number;
-  private tPa = 0;
-  private tAvail = 0;
+  /**
+   * Scratch slots of the hot path, in a typed array so doubles cross calls unboxed (a double
+   * argument or field store would allocate a HeapNumber per call): [0] input address in,
+   * [1] PA out, [2] bytes valid from the input out.
+   */
+  private readonly io = new Float64Array(3);
   private fault: Fault | null = null;
   private lastSid = -1;
   private lastSsid = -2;
@@ -878,25 +887,93 @@ export class Smmu implements CommandTarget {
     out.reset();
     this.stats.transactions++;
     const size = req.size;
-    if (!Number.isSafeInteger(req.iova) || req.iova < 0 || !Number.isSafeInteger(size) || size < 0) {
+    const start = req.iova;
+    // In range and integral (x - floor(x) is 0 only for integers; NaN fails every comparison).
+    if (
+      !(
+        start >= 0 &&
+        start <= MAX_SAFE &&
+        size >= 0 &&
+        size <= MAX_SAFE &&
+        start - Math.floor(start) === 0 &&
+        size - Math.floor(size) === 0
+      )
+    ) {
       // A malformed request from a device model (not guest-controlled): abort without an event.
       out.status = TXN_ABORT;
       out.reason = 'malformed request: iova and size must be non-negative integers below 2^53';
       return out;
     }
-    let iova = req.iova;
+    let iova = start;
     let remaining = size;
+    if (remaining === 0) return out;
+    if (this.hitFastPath(req, out, iova, remaining)) return out;
+    // General case: one translation at a time (faults, walks, bypass, page-crossing accesses).
+    this.io[0] = iova;
+    if (!this.translateOne(req.streamId, req.substreamId, req.access, req.privileged)) {
+      this.finishFault(out, iova);
+      return out;
+    }
+    if (this.io[2]! >= remaining) {
+      out.count = 1;
+      out.iova[0] = iova;
+      out.pa[0] = this.io[1]!;
+      out.len[0] = remaining;
+      return out;
+    }
+    out.push(iova, this.io[1]!, this.io[2]!);
+    iova += this.io[2]!;
+    remaining -= this.io[2]!;
     while (remaining > 0) {
-      if (!this.translateOne(req.streamId, req.substreamId, iova, req.access, req.privileged)) {
+      this.io[0] = iova;
+      if (!this.translateOne(req.streamId, req.substreamId, req.access, req.privileged)) {
         this.finishFault(out, iova);
         return out;
       }
-      const n = Math.min(remaining, this.tAvail);
-      out.push(iova, this.tPa, n);
+      const n = Math.min(remaining, this.io[2]!);
+      out.push(iova, this.io[1]!, n);
       iova += n;
       remaining -= n;
     }
     return out;
+  }
+
+  /**
+   * The IOTLB-hit path in one small function V8 inlines into `transact`: same stream as the last
+   * transaction, a translating path, an IOTLB hit with the permissions needed, and an access that
+   * fits the entry. Anything else returns false and `translateOne` handles it (including the same
+   * hit, so this is purely an optimisation).
+   */
+  private hitFastPath(req: DmaRequest, out: DmaResult, iova: number, size: number): boolean {
+    const path = this.lastPath;
+    if (
+      path === null ||
+      req.streamId !== this.lastSid ||
+      req.substreamId !== this.lastSsid ||
+      this.lastGen !== this.cfg.generation ||
+      (this.cr0 & CR0_SMMUEN) === 0 ||
+      path.kind !== PATH_TRANSLATE ||
+      iova >= path.inputLimit
+    ) {
+      return false;
+    }
+    const need = path.needs[req.access * 2 + (req.privileged ? 1 : 0)]!;
+    const hi = Math.floor(iova * INV_TWO_POW_32) | 0;
+    const lo = iova | 0;
+    const tlb = this.iotlb;
+    const e = tlb.probe(path.tlbCtx, hi, lo);
+    if (e < 0 || (tlb.perms[e]! & need) !== need) return false;
+    const shift = tlb.shift[e]!;
+    const offset =
+      shift < 32 ? lo & ((1 << shift) - 1) : (hi & (POW2[shift - 32]! - 1)) * TWO_POW_32 + (lo >>> 0);
+    if (POW2[shift]! - offset < size) return false;
+    // Counted only once the fast path has served the access; on a fallback translateOne counts.
+    tlb.stats.lookups++;
+    out.count = 1;
+    out.iova[0] = iova;
+    out.pa[0] = tlb.pa[e]! + offset;
+    out.len[0] = size;
+    return true;
   }
 
   /** A single-address translation, allocating a fresh result: for tests, tools and scenarios. */
@@ -932,13 +1009,9 @@ export class Smmu implements CommandTarget {
   }
 
   /** Translates one address; on success sets tPa and tAvail (bytes valid from that address). */
-  private translateOne(
-    sid: number,
-    ssid: number,
-    iova: number,
-    access: Access,
-    privileged: boolean,
-  ): boolean {
+  /** Translates the address in io[0]; on success io[1] is the PA and io[2] the bytes valid from it. */
+  private translateOne(sid: number, ssid: number, access: Access, privileged: boolean): boolean {
+    const iova = this.io[0]!;
     if ((this.cr0 & CR0_SMMUEN) === 0) return this.gbpaPath(iova);
     let path = this.lastPath;
     if (
@@ -954,52 +1027,102 @@ export class Smmu implements CommandTarget {
       this.lastSsid = ssid;
       this.lastGen = this.cfg.generation;
     }
-    this.stats.translations++;
-    const ste = path.ste;
-    const priv = ste.privCfg === PRIVCFG_PRIV ? true : ste.privCfg === PRIVCFG_UNPRIV ? false : privileged;
-    const acc = overrideAccess(access, ste.instCfg);
-    if (path.kind !== PATH_TRANSLATE) {
-      if (path.kind === PATH_ABORT) return this.setFault(TXN_ABORT, SILENT, false, 'STE.Config aborts');
-      // Full bypass (Config 0b100): an input above OAS is a stage-1 address size fault (§3.4).
-      if (iova >= this.oasLimit) return this.addrSizeOnInput(sid, ssid, iova, acc, priv);
-      this.stats.bypassed++;
-      this.tPa = iova;
-      this.tAvail = this.oasLimit - iova;
-      return true;
-    }
-    // Stage-1 bypassed (S2-only, or S1DSS = bypass): the input must fit the IAS (§3.4).
-    if (path.s1 === null && iova >= this.iasLimit) return this.addrSizeOnInput(sid, ssid, iova, acc, priv);
-    const s1Need = 1 << (acc + (priv ? 0 : 3));
-    const s2Need = s2PermBit(acc, priv);
-    const hi = (iova / TWO_POW_32) >>> 0;
+    if (path.kind !== PATH_TRANSLATE || iova >= path.inputLimit)
+      return this.untranslated(path, sid, ssid, iova, access, privileged);
+    const need = path.needs[access * 2 + (privileged ? 1 : 0)]!;
+    // Multiplying by 2^-32 is exact and cheaper than a division.
+    const hi = Math.floor(iova * INV_TWO_POW_32) >>> 0;
     const lo = iova >>> 0;
     const tlb = this.iotlb;
     const e = tlb.lookup(path.tlbCtx, hi, lo);
-    if (e >= 0) {
-      const perms = tlb.perms[e]!;
-      const shift = tlb.shift[e]!;
-      const offset = shift < 32 ? lo & ((1 << shift) - 1) : (hi & (POW2[shift - 32]! - 1)) * TWO_POW_32 + lo;
-      if ((perms & s1Need) === 0 || (perms & s2Need) === 0) {
-        const s2 = (perms & s1Need) !== 0;
-        return this.walkFault(
-          path,
-          sid,
-          ssid,
-          iova,
-          acc,
-          priv,
-          WALK_PERMISSION,
-          s2,
-          CLASS_IN,
-          tlb.ipa[e]! + offset,
-          0,
-        );
+    if (e < 0) return this.walk(path, sid, ssid, iova, hi, lo, access, privileged);
+    const perms = tlb.perms[e]!;
+    const shift = tlb.shift[e]!;
+    const offset = shift < 32 ? lo & ((1 << shift) - 1) : (hi & (POW2[shift - 32]! - 1)) * TWO_POW_32 + lo;
+    if ((perms & need) !== need)
+      return this.tlbPermissionFault(path, sid, ssid, iova, access, privileged, perms, tlb.ipa[e]! + offset);
+    this.io[1] = tlb.pa[e]! + offset;
+    this.io[2] = POW2[shift]! - offset;
+    return true;
+  }
+
+  /** Abort and bypass paths, and inputs beyond the IAS with stage 1 bypassed. */
+  private untranslated(
+    path: XlatePath,
+    sid: number,
+    ssid: number,
+    iova: number,
+    access: Access,
+    privileged: boolean,
+  ): boolean {
+    if (path.kind === PATH_ABORT) return this.setFault(TXN_ABORT, SILENT, false, 'STE.Config aborts');
+    const ste = path.ste;
+    const priv = effectivePriv(ste, privileged);
+    const acc = overrideAccess(access, ste.instCfg);
+    // Full bypass (Config 0b100): an input above OAS is a stage-1 address size fault (§3.4); with
+    // stage 1 bypassed (S2-only, or S1DSS = bypass), an input above IAS is.
+    if (iova >= path.inputLimit) return this.addrSizeOnInput(sid, ssid, iova, acc, priv);
+    this.stats.bypassed++;
+    this.io[1] = iova;
+    this.io[2] = this.oasLimit - iova;
+    return true;
+  }
+
+  /** A permission fault served from an IOTLB hit: the same record a walk would give. */
+  private tlbPermissionFault(
+    path: XlatePath,
+    sid: number,
+    ssid: number,
+    iova: number,
+    access: Access,
+    privileged: boolean,
+    perms: number,
+    ipa: number,
+  ): false {
+    const priv = effectivePriv(path.ste, privileged);
+    const acc = overrideAccess(access, path.ste.instCfg);
+    const s2 = (perms & s1PermBit(acc, priv)) !== 0;
+    return this.walkFault(
+      path.ste,
+      path.cd,
+      sid,
+      ssid,
+      iova,
+      acc,
+      priv,
+      WALK_PERMISSION,
+      s2,
+      CLASS_IN,
+      ipa,
+      0,
+    );
+  }
+
+  /** Builds a path, precomputing the permission needs and the input limit of the hot path. */
+  private makePath(
+    kind: number,
+    s1: S1Context | null,
+    s2: StageRegime | null,
+    tlbCtx: number,
+    tlbKind: number,
+    ste: SteConfig,
+    cd: CdConfig | null,
+  ): XlatePath {
+    const needs = new Int32Array(6);
+    for (const access of [ACCESS_READ, ACCESS_WRITE, ACCESS_EXEC] as const) {
+      for (const privileged of [false, true]) {
+        const priv = effectivePriv(ste, privileged);
+        const acc = overrideAccess(access, ste.instCfg);
+        needs[access * 2 + (privileged ? 1 : 0)] = s1PermBit(acc, priv) | s2PermBit(acc, priv);
       }
-      this.tPa = tlb.pa[e]! + offset;
-      this.tAvail = POW2[shift]! - offset;
-      return true;
     }
-    return this.walk(path, sid, ssid, iova, hi, lo, acc, priv, s1Need, s2Need);
+    const inputLimit =
+      kind === PATH_BYPASS
+        ? this.oasLimit
+        : kind === PATH_TRANSLATE && s1 === null
+          ? this.iasLimit
+          : Infinity;
+    return { kind, s1, s2, tlbCtx, tlbKind, ste, cd, needs, inputLimit };
   }
 
   /** IOTLB miss: walk, then insert the translation. */
@@ -1010,11 +1133,13 @@ export class Smmu implements CommandTarget {
     iova: number,
     hi: number,
     lo: number,
-    acc: Access,
-    priv: boolean,
-    s1Need: number,
-    s2Need: number,
+    access: Access,
+    privileged: boolean,
   ): boolean {
+    const priv = effectivePriv(path.ste, privileged);
+    const acc = overrideAccess(access, path.ste.instCfg);
+    const s1Need = s1PermBit(acc, priv);
+    const s2Need = s2PermBit(acc, priv);
     const w = this.walker;
     const readsBefore = w.descReads;
     const s1Before = w.walksS1;
@@ -1029,11 +1154,24 @@ export class Smmu implements CommandTarget {
     if (f !== 0) {
       const ipa = w.faultS2 ? w.faultIpaHi * TWO_POW_32 + w.faultIpaLo : 0;
       const fetch = f === WALK_EABT ? w.fetchHi * TWO_POW_32 + w.fetchLo : 0;
-      return this.walkFault(path, sid, ssid, iova, acc, priv, f, w.faultS2, w.faultClass, ipa, fetch);
+      return this.walkFault(
+        path.ste,
+        path.cd,
+        sid,
+        ssid,
+        iova,
+        acc,
+        priv,
+        f,
+        w.faultS2,
+        w.faultClass,
+        ipa,
+        fetch,
+      );
     }
     const shift = w.shift;
     const pa = w.outHi * TWO_POW_32 + w.outLo;
-    const offset = iova % 2 ** shift;
+    const offset = shift < 32 ? lo & ((1 << shift) - 1) : (hi & (POW2[shift - 32]! - 1)) * TWO_POW_32 + lo;
     const ipaBase = w.ipaHi * TWO_POW_32 + w.ipaLo - offset;
     this.iotlb.insert(
       path.tlbCtx,
@@ -1048,14 +1186,15 @@ export class Smmu implements CommandTarget {
       w.level,
       w.granule,
     );
-    this.tPa = pa;
-    this.tAvail = 2 ** shift - offset;
+    this.io[1] = pa;
+    this.io[2] = POW2[shift]! - offset;
     return true;
   }
 
   /** Turns a walk fault into the event the spec defines for it (§7.3.12-§7.3.16). */
   private walkFault(
-    path: XlatePath,
+    ste: SteConfig,
+    cd: CdConfig | null,
     sid: number,
     ssid: number,
     iova: number,
@@ -1083,8 +1222,7 @@ export class Smmu implements CommandTarget {
       fetchAddr: fetch,
     };
     if (f === WALK_EABT) return this.setFault(TXN_ABORT, init, true);
-    if (s2) return this.setFault(TXN_ABORT, init, path.ste.s2Record);
-    const cd = path.cd;
+    if (s2) return this.setFault(TXN_ABORT, init, ste.s2Record);
     const status = cd === null || cd.abortOnFault ? TXN_ABORT : TXN_RAZ_WI;
     return this.setFault(status, init, cd === null || cd.record);
   }
@@ -1116,8 +1254,8 @@ export class Smmu implements CommandTarget {
       return this.setFault(TXN_ABORT, SILENT, false, 'SMMUEN = 0 and GBPA aborts');
     }
     this.stats.bypassed++;
-    this.tPa = iova;
-    this.tAvail = this.oasLimit - iova;
+    this.io[1] = iova;
+    this.io[2] = this.oasLimit - iova;
     return true;
   }
 
@@ -1176,7 +1314,7 @@ export class Smmu implements CommandTarget {
       return null;
     }
     // Records carry PnU/InD after the STE's PRIVCFG/INSTCFG overrides (§7.3), CD-fetch faults included.
-    const effPriv = ste.privCfg === PRIVCFG_PRIV ? true : ste.privCfg === PRIVCFG_UNPRIV ? false : priv;
+    const effPriv = effectivePriv(ste, priv);
     const effAcc = overrideAccess(acc, ste.instCfg);
     const cd = this.lookupCd(sid, ssid, ste, index, iova, effAcc, effPriv);
     if (cd === null) return null;
@@ -1270,28 +1408,27 @@ export class Smmu implements CommandTarget {
 
   /** The path of a stream that needs no CD: abort, bypass, or stage 2 only. */
   private directPath(ste: SteConfig): XlatePath | null {
-    if (ste.abort) return { kind: PATH_ABORT, s1: null, s2: null, tlbCtx: -1, tlbKind: 0, ste, cd: null };
-    if (!ste.s1 && !ste.s2)
-      return { kind: PATH_BYPASS, s1: null, s2: null, tlbCtx: -1, tlbKind: 0, ste, cd: null };
+    if (ste.abort) return this.makePath(PATH_ABORT, null, null, -1, 0, ste, null);
+    if (!ste.s1 && !ste.s2) return this.makePath(PATH_BYPASS, null, null, -1, 0, ste, null);
     if (ste.s1) return null;
     return this.s2OnlyPath(ste);
   }
 
   private s1BypassPath(ste: SteConfig): XlatePath | null {
     if (!ste.s1 || ste.s1CdMax === 0 || ste.s1Dss !== S1DSS_BYPASS) return null;
-    if (!ste.s2) return { kind: PATH_BYPASS, s1: null, s2: null, tlbCtx: -1, tlbKind: 0, ste, cd: null };
+    if (!ste.s2) return this.makePath(PATH_BYPASS, null, null, -1, 0, ste, null);
     return this.s2OnlyPath(ste);
   }
 
   private s2OnlyPath(ste: SteConfig): XlatePath {
     const tlbCtx = this.iotlb.context(WORLD_NSEL1, true, ste.vmid, 0);
-    return { kind: PATH_TRANSLATE, s1: null, s2: ste.s2Regime, tlbCtx, tlbKind: KIND_S2, ste, cd: null };
+    return this.makePath(PATH_TRANSLATE, null, ste.s2Regime, tlbCtx, KIND_S2, ste, null);
   }
 
   private cdPath(ste: SteConfig, cd: CdConfig): XlatePath {
     const tlbCtx = this.iotlb.context(ste.world, false, ste.vmid, cd.asid);
     const tlbKind = ste.s2 ? KIND_NESTED : KIND_S1;
-    return { kind: PATH_TRANSLATE, s1: cd.s1, s2: ste.s2 ? ste.s2Regime : null, tlbCtx, tlbKind, ste, cd };
+    return this.makePath(PATH_TRANSLATE, cd.s1, ste.s2 ? ste.s2Regime : null, tlbCtx, tlbKind, ste, cd);
   }
 
   /** Finds CD number `index` of `ste` (cached through `sid`) or fetches it (§5.3, §5.4). */
@@ -1385,16 +1522,20 @@ export class Smmu implements CommandTarget {
       const f = w.translateS2(ste.s2Regime, hi32(addr), lo32(addr), CLASS_CD);
       if (f !== 0) {
         const fetch = f === WALK_EABT ? w.fetchHi * TWO_POW_32 + w.fetchLo : 0;
-        const path: XlatePath = {
-          kind: PATH_TRANSLATE,
-          s1: null,
-          s2: null,
-          tlbCtx: -1,
-          tlbKind: 0,
+        this.walkFault(
           ste,
-          cd: null,
-        };
-        this.walkFault(path, ctx.sid, ctx.ssid, ctx.iova, ctx.acc, ctx.priv, f, true, CLASS_CD, addr, fetch);
+          null,
+          ctx.sid,
+          ctx.ssid,
+          ctx.iova,
+          ctx.acc,
+          ctx.priv,
+          f,
+          true,
+          CLASS_CD,
+          addr,
+          fetch,
+        );
         return null;
       }
       pa = w.outHi * TWO_POW_32 + w.outLo;
@@ -1478,6 +1619,11 @@ interface StructFetchContext {
   readonly acc: Access;
   readonly priv: boolean;
   readonly ste: SteConfig;
+}
+
+/** The transaction's privilege after STE.PRIVCFG. */
+function effectivePriv(ste: SteConfig, privileged: boolean): boolean {
+  return ste.privCfg === PRIVCFG_PRIV ? true : ste.privCfg === PRIVCFG_UNPRIV ? false : privileged;
 }
 
 /** STE.INSTCFG: reads may be forced to instruction or data accesses; writes are always data. */

@@ -121,6 +121,10 @@ export class Walker {
     s1Need: number,
     s2Need: number,
   ): WalkFault {
+    // Internally addresses travel as int32 halves: V8 passes those unboxed, while a uint32 above
+    // 2^31 would be a heap number allocated at every non-inlined call. Outputs are unsigned.
+    inHi |= 0;
+    inLo |= 0;
     let ipaHi = inHi;
     let ipaLo = inLo;
     let shift = 64;
@@ -141,13 +145,13 @@ export class Walker {
       level = this.lvlLevel;
       granule = r.granule;
     }
-    this.ipaHi = ipaHi;
-    this.ipaLo = ipaLo;
+    this.ipaHi = ipaHi >>> 0;
+    this.ipaLo = ipaLo >>> 0;
     if (s2 !== null) {
       const f = this.walkStage(s2, ipaHi, ipaLo, s2Need, null);
       if (f !== WALK_OK) return this.asStage2Fault(f, CLASS_IN, ipaHi, ipaLo);
-      this.outHi = this.lvlOutHi;
-      this.outLo = this.lvlOutLo;
+      this.outHi = this.lvlOutHi >>> 0;
+      this.outLo = this.lvlOutLo >>> 0;
       this.shift = Math.min(this.lvlShift, shift);
       this.perms = perms | this.lvlPerms;
       if (s1 === null) {
@@ -155,8 +159,8 @@ export class Walker {
         granule = s2.granule;
       }
     } else {
-      this.outHi = ipaHi;
-      this.outLo = ipaLo;
+      this.outHi = ipaHi >>> 0;
+      this.outLo = ipaLo >>> 0;
       this.shift = shift;
       this.perms = perms | PERM_S2_ALL;
     }
@@ -172,10 +176,10 @@ export class Walker {
    * Returns WALK_OK with outHi/outLo set, or a stage-2 fault with the given class.
    */
   translateS2(s2: StageRegime, ipaHi: number, ipaLo: number, cls: number): WalkFault {
-    const f = this.walkStage(s2, ipaHi, ipaLo, PERM.S2_R, null);
+    const f = this.walkStage(s2, ipaHi | 0, ipaLo | 0, PERM.S2_R, null);
     if (f !== WALK_OK) return this.asStage2Fault(f, cls, ipaHi, ipaLo);
-    this.outHi = this.lvlOutHi;
-    this.outLo = this.lvlOutLo;
+    this.outHi = this.lvlOutHi >>> 0;
+    this.outLo = this.lvlOutLo >>> 0;
     this.shift = this.lvlShift;
     this.perms = this.lvlPerms;
     this.fault = WALK_OK;
@@ -210,8 +214,8 @@ export class Walker {
     this.fault = f;
     this.faultS2 = true;
     this.faultClass = cls;
-    this.faultIpaHi = ipaHi;
-    this.faultIpaLo = ipaLo;
+    this.faultIpaHi = ipaHi >>> 0;
+    this.faultIpaLo = ipaLo >>> 0;
     this.faultTtRead = true;
     return f;
   }
@@ -242,7 +246,7 @@ export class Walker {
     let level = r.startLevel;
     let bits = r.startBits;
     let tHi = r.ttbHi;
-    let tLo = r.ttbLo;
+    let tLo = r.ttbLo | 0;
     let apTable = 0;
     let xnTable = false;
     let pxnTable = false;
@@ -254,7 +258,7 @@ export class Walker {
       else if (shift + bits <= 32) idx = (inLo >>> shift) & idxMask;
       else idx = ((inLo >>> shift) | (inHi << (32 - shift))) & idxMask;
       const dHiT = tHi;
-      const dLoT = ((tLo & ~((1 << (bits + 3)) - 1)) | (idx << 3)) >>> 0;
+      const dLoT = (tLo & ~((1 << (bits + 3)) - 1)) | (idx << 3);
       let dHi = dHiT;
       let dLo = dLoT;
       if (nest !== null) {
@@ -265,8 +269,8 @@ export class Walker {
       }
       this.descReads++;
       if (!mem.readDesc(dHi, dLo)) {
-        this.fetchHi = dHi;
-        this.fetchLo = dLo;
+        this.fetchHi = dHi >>> 0;
+        this.fetchLo = dLo >>> 0;
         this.fault = WALK_EABT;
         this.faultS2 = !stage1;
         this.faultClass = CLASS_TT;
@@ -280,7 +284,7 @@ export class Walker {
         const nHi = (d1 & 0xffff) | (r.oa52 ? ((d0 >>> 12) & 0xf) << 16 : 0);
         if (nHi >= oaLimitHi) return this.stageFault(WALK_ADDR_SIZE, stage1);
         tHi = nHi;
-        tLo = (d0 & granMaskLo) >>> 0;
+        tLo = d0 & granMaskLo;
         if (stage1 && !r.had) {
           apTable |= (d1 >>> 29) & 3;
           if ((d1 & D1_UXNTABLE) !== 0) xnTable = true;
@@ -299,11 +303,11 @@ export class Walker {
       if (shift < 32) {
         const low = (1 << shift) - 1;
         outHi = oaHi;
-        outLo = ((d0 & ~low) | (inLo & low)) >>> 0;
+        outLo = (d0 & ~low) | (inLo & low);
       } else {
         const lowHi = (1 << (shift - 32)) - 1;
-        outHi = ((oaHi & ~lowHi) | (inHi & lowHi)) >>> 0;
-        outLo = inLo >>> 0;
+        outHi = (oaHi & ~lowHi) | (inHi & lowHi);
+        outLo = inLo;
       }
       let perms: number;
       if (stage1) {
