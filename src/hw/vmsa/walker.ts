@@ -135,7 +135,7 @@ export class Walker {
     if (s1 !== null) {
       const r = this.selectS1(s1, inHi, inLo);
       if (r === null) return this.stage1Fault(WALK_TRANSLATION);
-      const f = this.walkStage(r, inHi, inLo, s1Need, s2);
+      const f = this.walkS1(r, inHi, inLo, s1Need, s2);
       if (f !== WALK_OK) return f;
       ipaHi = this.lvlOutHi;
       ipaLo = this.lvlOutLo;
@@ -148,7 +148,7 @@ export class Walker {
     this.ipaHi = ipaHi >>> 0;
     this.ipaLo = ipaLo >>> 0;
     if (s2 !== null) {
-      const f = this.walkStage(s2, ipaHi, ipaLo, s2Need, null);
+      const f = this.walkS2(s2, ipaHi, ipaLo, s2Need);
       if (f !== WALK_OK) return this.asStage2Fault(f, CLASS_IN, ipaHi, ipaLo);
       this.outHi = this.lvlOutHi >>> 0;
       this.outLo = this.lvlOutLo >>> 0;
@@ -176,7 +176,7 @@ export class Walker {
    * Returns WALK_OK with outHi/outLo set, or a stage-2 fault with the given class.
    */
   translateS2(s2: StageRegime, ipaHi: number, ipaLo: number, cls: number): WalkFault {
-    const f = this.walkStage(s2, ipaHi | 0, ipaLo | 0, PERM.S2_R, null);
+    const f = this.walkS2(s2, ipaHi | 0, ipaLo | 0, PERM.S2_R);
     if (f !== WALK_OK) return this.asStage2Fault(f, cls, ipaHi, ipaLo);
     this.outHi = this.lvlOutHi >>> 0;
     this.outLo = this.lvlOutLo >>> 0;
@@ -221,27 +221,21 @@ export class Walker {
   }
 
   /**
-   * One stage's walk of `inHi:inLo`. With `nest` (stage 1 of a nested configuration) each table
-   * descriptor address is an IPA translated by `nest` first. Results in lvl* fields.
+   * A stage-1 walk of `inHi:inLo` (int32 halves). With `nest` (a nested configuration) each table
+   * descriptor address is an IPA translated by `walkS2` first: a read, CLASS TT on a fault.
+   * Results in lvl* fields.
    */
-  private walkStage(
+  private walkS1(
     r: StageRegime,
     inHi: number,
     inLo: number,
     need: number,
     nest: StageRegime | null,
   ): WalkFault {
-    const stage1 = r.stage === 1;
-    if (stage1) this.walksS1++;
-    else {
-      this.walksS2++;
-      if ((inHi & r.rangeMaskHi) !== 0 || (inLo & r.rangeMaskLo) !== 0)
-        return this.stageFault(WALK_TRANSLATION, stage1);
-    }
+    this.walksS1++;
     const mem = this.mem;
     const g = r.granule;
     const stride = g - 3;
-    const oaLimitHi = r.oaLimitHi;
     const granMaskLo = ~((1 << g) - 1);
     let level = r.startLevel;
     let bits = r.startBits;
@@ -252,40 +246,27 @@ export class Walker {
     let pxnTable = false;
     for (;;) {
       const shift = g + stride * (3 - level);
-      const idxMask = (1 << bits) - 1;
-      let idx: number;
-      if (shift >= 32) idx = (inHi >>> (shift - 32)) & idxMask;
-      else if (shift + bits <= 32) idx = (inLo >>> shift) & idxMask;
-      else idx = ((inLo >>> shift) | (inHi << (32 - shift))) & idxMask;
       const dHiT = tHi;
-      const dLoT = (tLo & ~((1 << (bits + 3)) - 1)) | (idx << 3);
+      const dLoT = (tLo & ~((1 << (bits + 3)) - 1)) | (levelIndex(inHi, inLo, shift, bits) << 3);
       let dHi = dHiT;
       let dLo = dLoT;
       if (nest !== null) {
-        const f = this.walkStage(nest, dHiT, dLoT, PERM.S2_R, null);
+        const f = this.walkS2(nest, dHiT, dLoT, PERM.S2_R);
         if (f !== WALK_OK) return this.asStage2Fault(f, CLASS_TT, dHiT, dLoT);
         dHi = this.lvlOutHi;
         dLo = this.lvlOutLo;
       }
       this.descReads++;
-      if (!mem.readDesc(dHi, dLo)) {
-        this.fetchHi = dHi >>> 0;
-        this.fetchLo = dLo >>> 0;
-        this.fault = WALK_EABT;
-        this.faultS2 = !stage1;
-        this.faultClass = CLASS_TT;
-        return WALK_EABT;
-      }
+      if (!mem.readDesc(dHi, dLo)) return this.fetchAbort(dHi, dLo, false);
       const d0 = mem.d0;
       const d1 = mem.d1;
-      if ((d0 & 1) === 0) return this.stageFault(WALK_TRANSLATION, stage1);
+      if ((d0 & 1) === 0) return this.stageFault(WALK_TRANSLATION, true);
       if (level < 3 && (d0 & 2) !== 0) {
-        // Table descriptor: next-level table address, then hierarchical attributes (stage 1).
-        const nHi = (d1 & 0xffff) | (r.oa52 ? ((d0 >>> 12) & 0xf) << 16 : 0);
-        if (nHi >= oaLimitHi) return this.stageFault(WALK_ADDR_SIZE, stage1);
-        tHi = nHi;
+        // Table descriptor: next-level table address, then hierarchical attributes.
+        tHi = tableHi(d0, d1, r.oa52);
+        if (tHi >= r.oaLimitHi) return this.stageFault(WALK_ADDR_SIZE, true);
         tLo = d0 & granMaskLo;
-        if (stage1 && !r.had) {
+        if (!r.had) {
           apTable |= (d1 >>> 29) & 3;
           if ((d1 & D1_UXNTABLE) !== 0) xnTable = true;
           if ((d1 & D1_PXNTABLE) !== 0) pxnTable = true;
@@ -294,45 +275,115 @@ export class Walker {
         bits = stride;
         continue;
       }
-      // Leaf: a page at level 3 (0b11) or a block above it (0b01) where the granule allows one.
       if (level === 3 ? (d0 & 2) === 0 : !blockLegal(g, level, r.oa52))
-        return this.stageFault(WALK_TRANSLATION, stage1);
-      const oaHi = (d1 & 0xffff) | (r.oa52 ? ((d0 >>> 12) & 0xf) << 16 : 0);
-      let outHi: number;
-      let outLo: number;
-      if (shift < 32) {
-        const low = (1 << shift) - 1;
-        outHi = oaHi;
-        outLo = (d0 & ~low) | (inLo & low);
-      } else {
-        const lowHi = (1 << (shift - 32)) - 1;
-        outHi = (oaHi & ~lowHi) | (inHi & lowHi);
-        outLo = inLo;
-      }
-      let perms: number;
-      if (stage1) {
-        const ap = applyApTable((d0 >>> 6) & 3, apTable);
-        perms = s1Permissions(
-          ap,
-          (d1 & D1_PXN) !== 0 || pxnTable,
-          (d1 & D1_XN) !== 0 || xnTable,
-          r.twoPrivilege,
-        );
-        if (r.wxn) perms = applyWxn(perms);
-        if (r.pan && (ap & 1) !== 0) perms &= ~(PERM.S1_PR | PERM.S1_PW);
-      } else perms = s2Permissions((d0 >>> 6) & 3, (d1 >>> 21) & 3, r.xnx);
-      if (!this.qemuOrder && outHi >= oaLimitHi) return this.stageFault(WALK_ADDR_SIZE, stage1);
-      if ((d0 & D0_AF) === 0 && !r.affd) return this.stageFault(WALK_ACCESS, stage1);
-      if ((perms & need) !== need) return this.stageFault(WALK_PERMISSION, stage1);
-      if (this.qemuOrder && outHi >= oaLimitHi) return this.stageFault(WALK_ADDR_SIZE, stage1);
-      this.lvlOutHi = outHi;
-      this.lvlOutLo = outLo;
-      this.lvlShift = shift;
-      this.lvlPerms = perms;
-      this.lvlNg = (d0 & D0_NG) !== 0;
-      this.lvlLevel = level;
-      return WALK_OK;
+        return this.stageFault(WALK_TRANSLATION, true);
+      this.leafOutput(d0, d1, shift, inHi, inLo, r.oa52);
+      const ap = applyApTable((d0 >>> 6) & 3, apTable);
+      let perms = s1Permissions(
+        ap,
+        (d1 & D1_PXN) !== 0 || pxnTable,
+        (d1 & D1_XN) !== 0 || xnTable,
+        r.twoPrivilege,
+      );
+      if (r.wxn) perms = applyWxn(perms);
+      if (r.pan && (ap & 1) !== 0) perms &= ~(PERM.S1_PR | PERM.S1_PW);
+      return this.finishLeaf(r, d0, perms, need, shift, level, true);
     }
+  }
+
+  /**
+   * A stage-2 walk of the IPA `inHi:inLo` (int32 halves): the same walk without nesting or
+   * hierarchical attributes, kept separate because V8 never inlines a recursive call and a nested
+   * stage-1 walk makes up to five of these. Results in lvl* fields.
+   */
+  private walkS2(r: StageRegime, inHi: number, inLo: number, need: number): WalkFault {
+    this.walksS2++;
+    if ((inHi & r.rangeMaskHi) !== 0 || (inLo & r.rangeMaskLo) !== 0)
+      return this.stageFault(WALK_TRANSLATION, false);
+    const mem = this.mem;
+    const g = r.granule;
+    const stride = g - 3;
+    const granMaskLo = ~((1 << g) - 1);
+    let level = r.startLevel;
+    let bits = r.startBits;
+    let tHi = r.ttbHi;
+    let tLo = r.ttbLo | 0;
+    for (;;) {
+      const shift = g + stride * (3 - level);
+      const dHi = tHi;
+      const dLo = (tLo & ~((1 << (bits + 3)) - 1)) | (levelIndex(inHi, inLo, shift, bits) << 3);
+      this.descReads++;
+      if (!mem.readDesc(dHi, dLo)) return this.fetchAbort(dHi, dLo, true);
+      const d0 = mem.d0;
+      const d1 = mem.d1;
+      if ((d0 & 1) === 0) return this.stageFault(WALK_TRANSLATION, false);
+      if (level < 3 && (d0 & 2) !== 0) {
+        tHi = tableHi(d0, d1, r.oa52);
+        if (tHi >= r.oaLimitHi) return this.stageFault(WALK_ADDR_SIZE, false);
+        tLo = d0 & granMaskLo;
+        level++;
+        bits = stride;
+        continue;
+      }
+      if (level === 3 ? (d0 & 2) === 0 : !blockLegal(g, level, r.oa52))
+        return this.stageFault(WALK_TRANSLATION, false);
+      this.leafOutput(d0, d1, shift, inHi, inLo, r.oa52);
+      return this.finishLeaf(
+        r,
+        d0,
+        s2Permissions((d0 >>> 6) & 3, (d1 >>> 21) & 3, r.xnx),
+        need,
+        shift,
+        level,
+        false,
+      );
+    }
+  }
+
+  /** Output address of a leaf: its OA above the level's shift, the input below (into lvlOut*). */
+  private leafOutput(d0: number, d1: number, shift: number, inHi: number, inLo: number, oa52: boolean): void {
+    const oaHi = tableHi(d0, d1, oa52);
+    if (shift < 32) {
+      const low = (1 << shift) - 1;
+      this.lvlOutHi = oaHi;
+      this.lvlOutLo = (d0 & ~low) | (inLo & low);
+    } else {
+      const lowHi = (1 << (shift - 32)) - 1;
+      this.lvlOutHi = (oaHi & ~lowHi) | (inHi & lowHi);
+      this.lvlOutLo = inLo;
+    }
+  }
+
+  /** The leaf checks in fault order (address size, access flag, permission), then the results. */
+  private finishLeaf(
+    r: StageRegime,
+    d0: number,
+    perms: number,
+    need: number,
+    shift: number,
+    level: number,
+    stage1: boolean,
+  ): WalkFault {
+    const sizeFault = this.lvlOutHi >= r.oaLimitHi;
+    if (!this.qemuOrder && sizeFault) return this.stageFault(WALK_ADDR_SIZE, stage1);
+    if ((d0 & D0_AF) === 0 && !r.affd) return this.stageFault(WALK_ACCESS, stage1);
+    if ((perms & need) !== need) return this.stageFault(WALK_PERMISSION, stage1);
+    if (this.qemuOrder && sizeFault) return this.stageFault(WALK_ADDR_SIZE, stage1);
+    this.lvlShift = shift;
+    this.lvlPerms = perms;
+    this.lvlNg = (d0 & D0_NG) !== 0;
+    this.lvlLevel = level;
+    return WALK_OK;
+  }
+
+  /** An external abort on a descriptor fetch (F_WALK_EABT, CLASS TT for stage 1). */
+  private fetchAbort(dHi: number, dLo: number, stage2: boolean): WalkFault {
+    this.fetchHi = dHi >>> 0;
+    this.fetchLo = dLo >>> 0;
+    this.fault = WALK_EABT;
+    this.faultS2 = stage2;
+    this.faultClass = CLASS_TT;
+    return WALK_EABT;
   }
 
   private stageFault(f: WalkFault, stage1: boolean): WalkFault {
@@ -341,6 +392,19 @@ export class Walker {
     this.faultClass = CLASS_IN;
     return f;
   }
+}
+
+/** Bits [idx-bits+shift-1 : shift] of the input address hi:lo: the table index at one level. */
+function levelIndex(inHi: number, inLo: number, shift: number, bits: number): number {
+  const mask = (1 << bits) - 1;
+  if (shift >= 32) return (inHi >>> (shift - 32)) & mask;
+  if (shift + bits <= 32) return (inLo >>> shift) & mask;
+  return ((inLo >>> shift) | (inHi << (32 - shift))) & mask;
+}
+
+/** Output address bits [51:32] of a descriptor: [47:32] from d1, and OA[51:48] from d0 with LPA. */
+function tableHi(d0: number, d1: number, oa52: boolean): number {
+  return (d1 & 0xffff) | (oa52 ? ((d0 >>> 12) & 0xf) << 16 : 0);
 }
 
 /** Block legality (vmsa.ts blockAllowed, specialised): 64KB level-1 blocks need 52-bit output. */
