@@ -75,12 +75,21 @@ export class PhysMem implements MemoryPort {
   /** High word (bits [63:32]) of the last successful `readDesc`. */
   d1 = 0;
 
-  private readonly pages = new Map<number, Uint32Array>();
+  /**
+   * Backed pages: page frame number → page index. Page i lives at words [(i % 256) * 1024, +1024)
+   * of slab i >> 8 (a 1 MiB Uint32Array), so the hot path touches a few large arrays rather than
+   * thousands of small ones; `views[i]` is the page as its own Uint32Array for the other accessors.
+   */
+  private readonly pages = new Map<number, number>();
+  private readonly slabs: Uint32Array[] = [];
+  private readonly views: Uint32Array[] = [];
+  private readonly freeIndexes: number[] = [];
   private readonly ram: MemRange[] | null;
   private absent: MemRange[] = [];
   private readonly cacheMask: number;
   private readonly cachePfn: Float64Array;
-  private readonly cachePage: (Uint32Array | null)[];
+  private readonly cacheSlab: (Uint32Array | null)[];
+  private readonly cacheOff: Int32Array;
   private peakPages = 0;
 
   constructor(opts: PhysMemOptions = {}) {
@@ -93,7 +102,8 @@ export class PhysMem implements MemoryPort {
     if (!(n > 0 && (n & (n - 1)) === 0)) n = 4096;
     this.cacheMask = n - 1;
     this.cachePfn = new Float64Array(n).fill(-1);
-    this.cachePage = new Array<Uint32Array | null>(n).fill(null);
+    this.cacheSlab = new Array<Uint32Array | null>(n).fill(null);
+    this.cacheOff = new Int32Array(n);
   }
 
   // ------------------------------------------------------------------ hot path
@@ -106,25 +116,30 @@ export class PhysMem implements MemoryPort {
     const pfnLo = lo >>> PAGE_SHIFT;
     const pfn = hi * 0x10_0000 + pfnLo;
     const slot = pfnLo & this.cacheMask;
-    const page = this.cachePfn[slot] === pfn ? this.cachePage[slot]! : this.lookupForRead(pfn, slot);
-    if (page === null) {
-      if (!this.pageAccessible(pfn)) return false;
-      this.d0 = 0;
-      this.d1 = 0;
-      return true;
-    }
-    const w = (lo & 0xff8) >>> 2;
-    this.d0 = page[w]!;
-    this.d1 = page[w + 1]!;
+    if (this.cachePfn[slot] !== pfn && !this.fillLookup(pfn, slot)) return this.readUnbacked(pfn);
+    const slab = this.cacheSlab[slot]!;
+    const w = this.cacheOff[slot]! + ((lo & 0xff8) >>> 2);
+    this.d0 = slab[w]!;
+    this.d1 = slab[w + 1]!;
     return true;
   }
 
-  private lookupForRead(pfn: number, slot: number): Uint32Array | null {
-    const page = this.pages.get(pfn);
-    if (page === undefined || !this.pageAccessible(pfn)) return null;
+  /** Caches the slab and offset of a backed, accessible page; false when it is neither. */
+  private fillLookup(pfn: number, slot: number): boolean {
+    const index = this.pages.get(pfn);
+    if (index === undefined || !this.pageAccessible(pfn)) return false;
     this.cachePfn[slot] = pfn;
-    this.cachePage[slot] = page;
-    return page;
+    this.cacheSlab[slot] = this.slabs[index >>> 8]!;
+    this.cacheOff[slot] = (index & 0xff) * WORDS_PER_PAGE;
+    return true;
+  }
+
+  /** A page never written reads as zeros, unless it is not accessible (external abort). */
+  private readUnbacked(pfn: number): boolean {
+    if (!this.pageAccessible(pfn)) return false;
+    this.d0 = 0;
+    this.d1 = 0;
+    return true;
   }
 
   // ------------------------------------------------------------------ accessibility
@@ -165,24 +180,39 @@ export class PhysMem implements MemoryPort {
 
   private flushLookupCache(): void {
     this.cachePfn.fill(-1);
-    this.cachePage.fill(null);
+    this.cacheSlab.fill(null);
   }
 
   // ------------------------------------------------------------------ page plumbing
 
   private pageFor(addr: number): Uint32Array | undefined {
-    return this.pages.get(Math.floor(addr / PAGE_SIZE));
+    const index = this.pages.get(Math.floor(addr / PAGE_SIZE));
+    return index === undefined ? undefined : this.views[index];
   }
 
   private pageForWrite(addr: number): Uint32Array {
     const pfn = Math.floor(addr / PAGE_SIZE);
-    let page = this.pages.get(pfn);
-    if (page === undefined) {
-      page = new Uint32Array(WORDS_PER_PAGE);
-      this.pages.set(pfn, page);
-      if (this.pages.size > this.peakPages) this.peakPages = this.pages.size;
+    const existing = this.pages.get(pfn);
+    if (existing !== undefined) return this.views[existing]!;
+    const index = this.allocatePage();
+    this.pages.set(pfn, index);
+    if (this.pages.size > this.peakPages) this.peakPages = this.pages.size;
+    return this.views[index]!;
+  }
+
+  /** A zeroed page: a freed one, or the next one of the last slab (a new 1 MiB slab when full). */
+  private allocatePage(): number {
+    const reused = this.freeIndexes.pop();
+    if (reused !== undefined) {
+      this.views[reused]!.fill(0);
+      return reused;
     }
-    return page;
+    const index = this.views.length;
+    if ((index & 0xff) === 0) this.slabs.push(new Uint32Array(256 * WORDS_PER_PAGE));
+    const slab = this.slabs[index >>> 8]!;
+    const off = (index & 0xff) * WORDS_PER_PAGE;
+    this.views.push(slab.subarray(off, off + WORDS_PER_PAGE));
+    return index;
   }
 
   // ------------------------------------------------------------------ scalar accessors
@@ -362,7 +392,12 @@ export class PhysMem implements MemoryPort {
   discard(base: number, size: number): void {
     const first = Math.ceil(base / PAGE_SIZE);
     const last = Math.floor((base + size) / PAGE_SIZE);
-    for (const pfn of [...this.pages.keys()]) if (pfn >= first && pfn < last) this.pages.delete(pfn);
+    for (const [pfn, index] of [...this.pages]) {
+      if (pfn >= first && pfn < last) {
+        this.pages.delete(pfn);
+        this.freeIndexes.push(index);
+      }
+    }
     this.flushLookupCache();
   }
 
