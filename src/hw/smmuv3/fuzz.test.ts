@@ -42,7 +42,7 @@ describe('hostile input', () => {
           const tables = rig.alloc.alloc(0x1000)!;
           writeWords(rig.mem, cdTable, cd);
           writeWords(rig.mem, cdTable + 0x800, l1cd);
-          tableWords.forEach((w, i) => writeWords(rig.mem, tables + 8 * ((i * 37) % 512), w));
+          for (const [i, w] of tableWords.entries()) writeWords(rig.mem, tables + 8 * ((i * 37) % 512), w);
           rig.writeSte(0, ste);
           // A plausible STE/CD pair over the random tables too, so walks start on hostile descriptors.
           rig.writeSte(1, encodeSte({ config: 's1', s1ContextPtr: cdTable + 0x400 }));
