@@ -9,6 +9,7 @@
 
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { prng } from '../../arch/prng.ts';
 import type { Access, Granule } from '../../arch/vmsa.ts';
 import type { PageTable } from '../vmsa/pgtable.ts';
 import { encodeEvent } from './event-record.ts';
@@ -26,18 +27,6 @@ import { cmdCfgiAll, cmdSync, cmdTlbiNsnhAll, encodeCd, encodeSte, type SteParam
  */
 function tag(k: number): number {
   return k | (k << 5) | (k << 10);
-}
-
-function prng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s;
-  };
 }
 
 /** Flips `n` random bits among the first `words` words. */

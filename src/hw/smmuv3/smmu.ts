@@ -302,6 +302,13 @@ const WALK_EVENT = [0, F_TRANSLATION, F_ADDR_SIZE, F_ACCESS, F_PERMISSION, F_WAL
 /** Event id 0: the transaction is terminated without an event (Config abort, GBPA abort). */
 const SILENT: EventInit = { id: 0, streamId: 0 };
 
+/** One interrupt source's MSI configuration: *_IRQ_CFG0 (address), CFG1 (data), CFG2 (attributes). */
+interface MsiConfig {
+  addr: number;
+  data: number;
+  attr: number;
+}
+
 /** Pending fault of the current translation. */
 interface Fault {
   status: number;
@@ -329,9 +336,8 @@ export class Smmu implements CommandTarget {
   private irqCtrl = 0;
   private gerror = 0;
   private gerrorn = 0;
-  private gerrorIrqAddr = 0;
-  private gerrorIrqData = 0;
-  private gerrorIrqAttr = 0;
+  /** MSI configuration of the GERROR interrupt (GERROR_IRQ_CFG0/1/2). */
+  private readonly gerrorMsi: MsiConfig = { addr: 0, data: 0, attr: 0 };
   private strtabBase = 0;
   private strtabRa = 0;
   private strtabCfg = 0;
@@ -346,9 +352,8 @@ export class Smmu implements CommandTarget {
   private eventqLog2Raw = 0;
   private eventqProd = 0;
   private eventqCons = 0;
-  private eventqIrqAddr = 0;
-  private eventqIrqData = 0;
-  private eventqIrqAttr = 0;
+  /** MSI configuration of the event queue interrupt (EVENTQ_IRQ_CFG0/1/2). */
+  private readonly eventqMsi: MsiConfig = { addr: 0, data: 0, attr: 0 };
 
   // ---- translation scratch (valid until the next translation)
   private readonly oasLimit: number;
@@ -447,7 +452,7 @@ export class Smmu implements CommandTarget {
   private read64Raw(offset: number): [number, number] | undefined {
     switch (offset) {
       case SMMU_GERROR_IRQ_CFG0:
-        return [lo32(this.gerrorIrqAddr), hi32(this.gerrorIrqAddr)];
+        return [lo32(this.gerrorMsi.addr), hi32(this.gerrorMsi.addr)];
       case SMMU_STRTAB_BASE:
         return [lo32(this.strtabBase), (hi32(this.strtabBase) | (this.strtabRa << 30)) >>> 0];
       case SMMU_CMDQ_BASE:
@@ -461,7 +466,7 @@ export class Smmu implements CommandTarget {
           (hi32(this.eventqBase) | this.eventqBaseHiFlags) >>> 0,
         ];
       case SMMU_EVENTQ_IRQ_CFG0:
-        return [lo32(this.eventqIrqAddr), hi32(this.eventqIrqAddr)];
+        return [lo32(this.eventqMsi.addr), hi32(this.eventqMsi.addr)];
       default:
         return undefined;
     }
@@ -505,9 +510,9 @@ export class Smmu implements CommandTarget {
       case SMMU_GERRORN:
         return this.gerrorn;
       case SMMU_GERROR_IRQ_CFG1:
-        return this.gerrorIrqData;
+        return this.gerrorMsi.data;
       case SMMU_GERROR_IRQ_CFG2:
-        return this.gerrorIrqAttr;
+        return this.gerrorMsi.attr;
       case SMMU_STRTAB_BASE_CFG:
         return this.strtabCfg;
       case SMMU_CMDQ_PROD:
@@ -515,9 +520,9 @@ export class Smmu implements CommandTarget {
       case SMMU_CMDQ_CONS:
         return ((this.cmdqCons & qMask(this.cmdqLog2())) | (this.cmdqErr << 24)) >>> 0;
       case SMMU_EVENTQ_IRQ_CFG1:
-        return this.eventqIrqData;
+        return this.eventqMsi.data;
       case SMMU_EVENTQ_IRQ_CFG2:
-        return this.eventqIrqAttr;
+        return this.eventqMsi.attr;
       case SMMU_EVENTQ_PROD:
       case SMMU_EVENTQ_PROD_ALIAS:
         return ((this.eventqProd & qMask(this.eventqLog2())) | (this.eventqProd & Q_OVFLG)) >>> 0;
@@ -554,13 +559,9 @@ export class Smmu implements CommandTarget {
       case SMMU_GERRORN:
         return this.writeGerrorn(v);
       case SMMU_GERROR_IRQ_CFG1:
-        if (this.irqCtrl & IRQ_CTRL_GERROR_IRQEN || !this.features.msi) return this.ignored();
-        this.gerrorIrqData = v;
-        return;
+        return this.writeMsi(this.gerrorMsi, IRQ_CTRL_GERROR_IRQEN, 'data', v);
       case SMMU_GERROR_IRQ_CFG2:
-        if (this.irqCtrl & IRQ_CTRL_GERROR_IRQEN || !this.features.msi) return this.ignored();
-        this.gerrorIrqAttr = v & 0x3f;
-        return;
+        return this.writeMsi(this.gerrorMsi, IRQ_CTRL_GERROR_IRQEN, 'attr', v & 0x3f);
       case SMMU_STRTAB_BASE_CFG:
         if (this.cr0 & CR0_SMMUEN) return this.ignored();
         this.strtabCfg = v & ((this.features.twoLevelStreamTable ? 0x3_0000 : 0) | 0x7ff);
@@ -575,13 +576,9 @@ export class Smmu implements CommandTarget {
         this.cmdqCons = v & qMask(this.cmdqLog2());
         return;
       case SMMU_EVENTQ_IRQ_CFG1:
-        if (this.irqCtrl & IRQ_CTRL_EVENTQ_IRQEN || !this.features.msi) return this.ignored();
-        this.eventqIrqData = v;
-        return;
+        return this.writeMsi(this.eventqMsi, IRQ_CTRL_EVENTQ_IRQEN, 'data', v);
       case SMMU_EVENTQ_IRQ_CFG2:
-        if (this.irqCtrl & IRQ_CTRL_EVENTQ_IRQEN || !this.features.msi) return this.ignored();
-        this.eventqIrqAttr = v & 0x3f;
-        return;
+        return this.writeMsi(this.eventqMsi, IRQ_CTRL_EVENTQ_IRQEN, 'attr', v & 0x3f);
       case SMMU_EVENTQ_PROD:
       case SMMU_EVENTQ_PROD_ALIAS:
         if (this.cr0 & CR0_EVENTQEN) return this.ignored();
@@ -605,13 +602,9 @@ export class Smmu implements CommandTarget {
     };
     switch (offset) {
       case SMMU_GERROR_IRQ_CFG0:
-        if (this.irqCtrl & IRQ_CTRL_GERROR_IRQEN || !this.features.msi) return this.ignored();
-        this.gerrorIrqAddr = oasMask(lo >>> 0, hi, 2);
-        return;
+        return this.writeMsi(this.gerrorMsi, IRQ_CTRL_GERROR_IRQEN, 'addr', oasMask(lo, hi, 2));
       case SMMU_EVENTQ_IRQ_CFG0:
-        if (this.irqCtrl & IRQ_CTRL_EVENTQ_IRQEN || !this.features.msi) return this.ignored();
-        this.eventqIrqAddr = oasMask(lo >>> 0, hi, 2);
-        return;
+        return this.writeMsi(this.eventqMsi, IRQ_CTRL_EVENTQ_IRQEN, 'addr', oasMask(lo, hi, 2));
       case SMMU_STRTAB_BASE:
         if (this.cr0 & CR0_SMMUEN) return this.ignored();
         this.strtabBase = oasMask(lo, hi, 6);
@@ -643,6 +636,12 @@ export class Smmu implements CommandTarget {
     if ((this.cr0 & (CR0_CMDQEN | CR0_EVENTQEN)) === 0) mask |= queueMask;
     if (((v ^ this.cr1) & ~mask & 0xfff) !== 0) this.stats.mmioIgnored++;
     this.cr1 = (this.cr1 & ~mask) | (v & mask);
+  }
+
+  /** *_IRQ_CFGn: writable only with MSIs implemented and the source's IRQ_CTRL enable clear (v3.2). */
+  private writeMsi(cfg: MsiConfig, enable: number, field: keyof MsiConfig, value: number): void {
+    if ((this.irqCtrl & enable) !== 0 || !this.features.msi) return this.ignored();
+    cfg[field] = value;
   }
 
   private writeCr0(v: number): void {
@@ -683,7 +682,7 @@ export class Smmu implements CommandTarget {
     if (((this.gerror ^ this.gerrorn) & bit) !== 0) return;
     this.gerror = (this.gerror ^ bit) >>> 0;
     if (bit === GERROR_MSI_GERROR_ABT_ERR || (this.irqCtrl & IRQ_CTRL_GERROR_IRQEN) === 0) return;
-    this.signal('gerror', this.gerrorIrqAddr, this.gerrorIrqData, GERROR_MSI_GERROR_ABT_ERR);
+    this.signal('gerror', this.gerrorMsi.addr, this.gerrorMsi.data, GERROR_MSI_GERROR_ABT_ERR);
   }
 
   /** An MSI when an address is programmed (IDR0.MSI), else a pulse on the wired line. */
@@ -841,7 +840,7 @@ export class Smmu implements CommandTarget {
     const ov = this.eventqProd & Q_OVFLG;
     this.eventqProd = (qNext(this.eventqProd, log2) | ov) >>> 0;
     if (wasEmpty && (this.irqCtrl & IRQ_CTRL_EVENTQ_IRQEN) !== 0) {
-      this.signal('eventq', this.eventqIrqAddr, this.eventqIrqData, GERROR_MSI_EVENTQ_ABT_ERR);
+      this.signal('eventq', this.eventqMsi.addr, this.eventqMsi.data, GERROR_MSI_EVENTQ_ABT_ERR);
     }
     return 'written';
   }

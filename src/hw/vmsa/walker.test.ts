@@ -9,6 +9,7 @@
 
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { prng } from '../../arch/prng.ts';
 import {
   ACCESS_READ,
   ACCESS_WRITE,
@@ -27,19 +28,6 @@ import { PageTable } from './pgtable.ts';
 import { type StageRegime, s1Regime, s2Regime } from './regime.ts';
 import { refTranslate } from './walk-ref.ts';
 import { type S1Context, Walker } from './walker.ts';
-
-/** A small deterministic PRNG (xorshift32). */
-function prng(seed: number): () => number {
-  let s = seed >>> 0 || 0x9e37_79b9;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s;
-  };
-}
 
 interface RandomTables {
   readonly mem: PhysMem;
