@@ -22,11 +22,20 @@ export const IOC_NONE = 0;
 export const IOC_WRITE = 1;
 export const IOC_READ = 2;
 
-/** _IOC(dir, type, nr, size), as an unsigned 32-bit number. */
+function fits(v: number, bits: number): boolean {
+  return Number.isInteger(v) && v >= 0 && v < 2 ** bits;
+}
+
+/**
+ * _IOC(dir, type, nr, size), as an unsigned 32-bit number. A component that does not fit its
+ * field is a programmer error in a constant's definition and throws (the C macros would silently
+ * spill into the neighbouring field).
+ */
 export function _IOC(dir: number, type: number, nr: number, size: number): number {
-  if (!Number.isInteger(size) || size < 0 || size >= 1 << IOC_SIZESHIFT) {
-    throw new Error(`ioctl size ${size} does not fit in ${IOC_SIZEBITS} bits`);
-  }
+  if (!fits(size, IOC_SIZEBITS)) throw new Error(`ioctl size ${size} does not fit in ${IOC_SIZEBITS} bits`);
+  if (!fits(dir, IOC_DIRBITS)) throw new Error(`ioctl direction ${dir} does not fit in ${IOC_DIRBITS} bits`);
+  if (!fits(type, IOC_TYPEBITS)) throw new Error(`ioctl type ${type} does not fit in ${IOC_TYPEBITS} bits`);
+  if (!fits(nr, IOC_NRBITS)) throw new Error(`ioctl number ${nr} does not fit in ${IOC_NRBITS} bits`);
   return (
     ((dir << IOC_DIRSHIFT) | (type << IOC_TYPESHIFT) | (nr << IOC_NRSHIFT) | (size << IOC_SIZESHIFT)) >>> 0
   );

@@ -72,9 +72,9 @@ export const IOMMU_CACHE_INV_TYPE_PASID = 1 << 2;
 export const IOMMU_CACHE_INV_TYPE_NR = 3;
 
 /**
- * `granularity` values. UNCONFIRMED in seed-spec §1.4 ("strongly believed"); vsva takes
- * DOMAIN 0, PASID 1, ADDR 2 — the order of `enum iommu_inv_granularity` in the v5.9–v5.16
- * uapi header, which also defines IOMMU_INV_GRANU_NR = 3.
+ * `granularity` values. UNCONFIRMED in seed-spec §1.4 ("strongly believed"); confirmed against
+ * Linux's `enum iommu_inv_granularity` (v5.8 and the argsz-era v5.9–v5.16 header): DOMAIN 0,
+ * PASID 1, ADDR 2, and IOMMU_INV_GRANU_NR = 3.
  */
 export const IOMMU_INV_GRANU_DOMAIN = 0;
 export const IOMMU_INV_GRANU_PASID = 1;
@@ -135,8 +135,8 @@ export const IOMMU_FAULT_DMA_UNRECOV = 1;
 export const IOMMU_FAULT_PAGE_REQ = 2;
 
 /**
- * enum iommu_fault_reason. seed-spec §1.4 marks the numbers UNCONFIRMED; vsva takes the
- * declaration order of the v5.x uapi header (UNKNOWN = 0, then one by one), which is what the
+ * enum iommu_fault_reason. seed-spec §1.4 marks the numbers UNCONFIRMED; confirmed against the
+ * v5.x uapi header, whose declaration order (UNKNOWN = 0, then one by one) gives the values the
  * spec lists.
  */
 export const IOMMU_FAULT_REASON_UNKNOWN = 0;
