@@ -392,13 +392,21 @@ export class PhysMem implements MemoryPort {
   discard(base: number, size: number): void {
     const first = Math.ceil(base / PAGE_SIZE);
     const last = Math.floor((base + size) / PAGE_SIZE);
-    for (const [pfn, index] of [...this.pages]) {
-      if (pfn >= first && pfn < last) {
-        this.pages.delete(pfn);
-        this.freeIndexes.push(index);
-      }
+    let dropped = 0;
+    const drop = (pfn: number): void => {
+      const index = this.pages.get(pfn);
+      if (index === undefined) return;
+      this.pages.delete(pfn);
+      this.freeIndexes.push(index);
+      dropped++;
+    };
+    // Walk whichever is smaller: the range, or the backed pages.
+    if (last - first <= this.pages.size) {
+      for (let pfn = first; pfn < last; pfn++) drop(pfn);
+    } else {
+      for (const pfn of [...this.pages.keys()]) if (pfn >= first && pfn < last) drop(pfn);
     }
-    this.flushLookupCache();
+    if (dropped > 0) this.flushLookupCache();
   }
 
   // ------------------------------------------------------------------ accounting and inspection

@@ -28,9 +28,12 @@ export const ENOTTY = 25;
 export const ENOSPC = 28;
 export const ESPIPE = 29;
 export const ERANGE = 34;
+export const EDEADLK = 35;
 export const ENOSYS = 38;
+export const ELOOP = 40;
 export const EOVERFLOW = 75;
 export const EOPNOTSUPP = 95;
+export const ETIMEDOUT = 110;
 /** Kernel-internal "restart the syscall"; user space sees EINTR when a signal ends a wait. */
 export const ERESTARTSYS = 512;
 
@@ -59,9 +62,12 @@ export const ERRNO_NAMES: Readonly<Record<number, string>> = {
   [ENOSPC]: 'ENOSPC',
   [ESPIPE]: 'ESPIPE',
   [ERANGE]: 'ERANGE',
+  [EDEADLK]: 'EDEADLK',
   [ENOSYS]: 'ENOSYS',
+  [ELOOP]: 'ELOOP',
   [EOVERFLOW]: 'EOVERFLOW',
   [EOPNOTSUPP]: 'EOPNOTSUPP',
+  [ETIMEDOUT]: 'ETIMEDOUT',
   [ERESTARTSYS]: 'ERESTARTSYS',
 };
 
