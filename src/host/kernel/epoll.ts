@@ -110,11 +110,18 @@ export class EventPoll {
     this.markReady(epi);
   }
 
-  private markReady(epi: EpItem): void {
-    if (!epi.ready) {
+  /**
+   * Puts an item on the ready list and wakes epoll_wait sleepers and pollers of the epoll fd. The
+   * wake-up callback wakes even when the item was already listed; insert and modify only when
+   * they list it (as ep_poll_callback and ep_insert/ep_modify do).
+   */
+  private markReady(epi: EpItem, alwaysWake = true): void {
+    const fresh = !epi.ready;
+    if (fresh) {
       epi.ready = true;
       this.rdllist.push(epi);
     }
+    if (!fresh && !alwaysWake) return;
     this.wq.wakeUp(EPOLLIN);
     this.pollWait.wakeUp(EPOLLIN);
   }
@@ -156,7 +163,9 @@ export class EventPoll {
     const visit = (f: File, depth: number): boolean => {
       const ep = epollOfFile(f);
       if (ep === undefined) return false;
-      if (ep === this || depth > 4 || seen.has(f)) return true;
+      if (ep === this || depth > 4) return true;
+      // Reached before by another path: already checked (Linux skips visited epolls).
+      if (seen.has(f)) return false;
       seen.add(f);
       return ep.watchedFiles().some((g) => visit(g, depth + 1));
     };
@@ -179,14 +188,14 @@ export class EventPoll {
     this.items.set(key, epi);
     file.releaseHooks.add(epi.onRelease);
     const revents = this.itemPoll(epi, true);
-    if (revents !== 0) this.markReady(epi);
+    if (revents !== 0) this.markReady(epi, false);
   }
 
   private modify(epi: EpItem, event: EpollEvent): void {
     epi.events = event.events | EPOLLERR | EPOLLHUP;
     epi.data = event.data;
     const revents = this.itemPoll(epi, false);
-    if (revents !== 0) this.markReady(epi);
+    if (revents !== 0) this.markReady(epi, false);
   }
 
   private remove(key: string, epi: EpItem): void {
@@ -239,16 +248,22 @@ export class EventPoll {
     const rest = tx.slice(i).filter((e) => !e.ready);
     for (const e of rest) e.ready = true;
     this.rdllist = [...rest, ...this.rdllist];
-    // Others sleeping in epoll_wait get a chance at what is still ready.
-    if (this.rdllist.length > 0 && out.length > 0) this.wq.wakeUp(EPOLLIN);
+    // Others sleeping in epoll_wait, and pollers of this epoll fd, get a chance at what is still ready.
+    if (this.rdllist.length > 0 && out.length > 0) {
+      this.wq.wakeUp(EPOLLIN);
+      this.pollWait.wakeUp(EPOLLIN);
+    }
     return out.length;
   }
 
   /** ep_eventpoll_poll: the epoll fd is readable when some ready item still polls ready. */
   pollSelf(pt: PollTable | null): number {
     if (pt !== null) pt.wait(this.pollWait);
-    for (const epi of this.rdllist) {
+    // Items that no longer poll ready leave the list (ep_read_events_proc).
+    for (const epi of [...this.rdllist]) {
       if (this.itemPoll(epi, false) !== 0) return EPOLLIN | EPOLLRDNORM;
+      epi.ready = false;
+      this.rdllist = this.rdllist.filter((x) => x !== epi);
     }
     return 0;
   }

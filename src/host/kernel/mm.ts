@@ -101,8 +101,10 @@ export class Mm implements UserMemory {
     const size = Math.ceil(len / unit) * unit;
     let start: number;
     if ((flags & MAP_FIXED) !== 0) {
-      if (!Number.isInteger(addr) || addr % unit !== 0 || addr < PAGE_SIZE || addr + size > TASK_SIZE)
-        return -EINVAL;
+      if (!Number.isInteger(addr) || addr % unit !== 0 || addr < PAGE_SIZE) return -EINVAL;
+      if (addr + size > TASK_SIZE) return -ENOMEM;
+      // A fixed mapping may not cut a huge page of an existing hugetlb mapping (hugetlbfs refuses).
+      if (this.splitsHugePage(addr, addr + size)) return -EINVAL;
       start = addr;
       this.unmapRange(start, start + size);
     } else {
@@ -118,14 +120,18 @@ export class Mm implements UserMemory {
       pageShift: huge ? HPAGE_SHIFT : PAGE_SHIFT,
       pages: new Map(),
     };
-    if (huge || (flags & MAP_POPULATE) !== 0) {
-      const n = size / unit;
+    const n = size / unit;
+    if (huge) {
+      // hugetlbfs reserves its pages at mmap time: no pages, no mapping.
       for (let i = 0; i < n; i++) {
         if (this.backPage(vma, i) === undefined) {
           this.releaseVmaPages(vma, 0, n);
           return -ENOMEM;
         }
       }
+    } else if ((flags & MAP_POPULATE) !== 0) {
+      // MAP_POPULATE is best effort: pages that cannot be had now fault in later (or fail then).
+      for (let i = 0; i < n && this.backPage(vma, i) !== undefined; i++);
     }
     this.insertVma(vma);
     return start;
@@ -136,20 +142,21 @@ export class Mm implements UserMemory {
     if (!Number.isInteger(addr) || addr % PAGE_SIZE !== 0 || !Number.isInteger(len) || len <= 0)
       return -EINVAL;
     const end = addr + Math.ceil(len / PAGE_SIZE) * PAGE_SIZE;
-    for (const v of this.vmas) {
-      const huge = v.pageShift === HPAGE_SHIFT;
-      // Decision: a partial unmap of a huge mapping must cover whole 2 MiB pages (hugetlbfs rule).
-      if (
-        huge &&
-        v.start < end &&
-        addr < v.end &&
-        ((Math.max(addr, v.start) - v.start) % HPAGE_SIZE !== 0 ||
-          (Math.min(end, v.end) - v.start) % HPAGE_SIZE !== 0)
-      )
-        return -EINVAL;
-    }
+    if (this.splitsHugePage(addr, end)) return -EINVAL;
     this.unmapRange(addr, end);
     return 0;
+  }
+
+  /** Whether [start, end) cuts a huge mapping inside one of its 2 MiB pages (hugetlbfs refuses). */
+  private splitsHugePage(start: number, end: number): boolean {
+    return this.vmas.some(
+      (v) =>
+        v.pageShift === HPAGE_SHIFT &&
+        v.start < end &&
+        start < v.end &&
+        ((Math.max(start, v.start) - v.start) % HPAGE_SIZE !== 0 ||
+          (Math.min(end, v.end) - v.start) % HPAGE_SIZE !== 0),
+    );
   }
 
   /** Unmaps everything (process exit). */

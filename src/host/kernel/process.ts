@@ -37,6 +37,8 @@ import {
 } from '../../uapi/fcntl.ts';
 import {
   EPOLL_CLOEXEC,
+  EPOLL_CTL_ADD,
+  EPOLL_CTL_MOD,
   EPOLLERR,
   EPOLLHUP,
   EPOLLIN,
@@ -173,17 +175,27 @@ export class Process implements SyscallContext {
     const k = this.kernel;
     this.stats.syscalls[name] = (this.stats.syscalls[name] ?? 0) + 1;
     if (!this.alive) return -ESRCH;
-    const r = k.sched.enter(body);
-    if (typeof r !== 'number') {
-      this.stats.blocked++;
-      if (k.onSyscall !== undefined) {
-        k.record({ t: k.nowNs, pid: this.pid, name, detail: detail(), result: 'blocked' });
-        r.onDone = (res) =>
-          k.record({ t: k.nowNs, pid: this.pid, name, detail: `${detail()} (woken)`, result: res });
+    const tracing = k.onSyscall !== undefined;
+    let outcome = 0 as SyscallOutcome;
+    k.sched.enter(() => {
+      outcome = body();
+      // The syscall's own record goes out before the tasks it woke run (at the end of this entry).
+      if (typeof outcome === 'number') {
+        if (tracing) k.record({ t: k.nowNs, pid: this.pid, name, detail: detail(), result: outcome });
+        return;
       }
-      return r;
-    }
-    if (k.onSyscall !== undefined) k.record({ t: k.nowNs, pid: this.pid, name, detail: detail(), result: r });
+      if (tracing) {
+        k.record({ t: k.nowNs, pid: this.pid, name, detail: detail(), result: 'blocked' });
+        outcome.listeners.push((res) =>
+          k.record({ t: k.nowNs, pid: this.pid, name, detail: `${detail()} (woken)`, result: res }),
+        );
+      }
+    });
+    const r: SyscallOutcome = outcome;
+    if (typeof r === 'number') return r;
+    // Finished before the caller regained control: the call slept briefly and returned.
+    if (r.done) return r.result;
+    this.stats.blocked++;
     return r;
   }
 
@@ -200,14 +212,22 @@ export class Process implements SyscallContext {
       'open',
       () => `${path}, 0x${flags.toString(16)}`,
       () => {
+        if (!Number.isInteger(flags)) return -EINVAL;
+        if (this.lowestFreeFd(0) < 0) return -EMFILE;
         const dev = this.kernel.lookupDevice(path);
         if (dev === undefined) return -ENOENT;
-        const acc = flags & O_ACCMODE;
-        if (acc !== O_RDONLY && acc !== O_WRONLY && acc !== O_RDWR) return -EINVAL;
-        if (this.lowestFreeFd(0) < 0) return -EMFILE;
         const f = dev.open(flags & ~O_CLOEXEC, this);
         if (typeof f === 'number') return f;
-        f.mode |= acc === O_RDONLY ? FMODE_READ : acc === O_WRONLY ? FMODE_WRITE : FMODE_READ | FMODE_WRITE;
+        // Access mode 3 opens for ioctl only: neither read nor write (Linux's special case).
+        const acc = flags & O_ACCMODE;
+        f.mode |=
+          acc === O_RDONLY
+            ? FMODE_READ
+            : acc === O_WRONLY
+              ? FMODE_WRITE
+              : acc === O_RDWR
+                ? FMODE_READ | FMODE_WRITE
+                : 0;
         return this.installFd(f, (flags & O_CLOEXEC) !== 0);
       },
     );
@@ -309,6 +329,12 @@ export class Process implements SyscallContext {
     );
   }
 
+  /**
+   * read/write/pread/pwrite in Linux's order: pread's negative offset (EINVAL) before the fd
+   * lookup (EBADF), then ESPIPE for a file that cannot pread, then vfs_read's mode (EBADF),
+   * missing operation (EINVAL), count (EINVAL), and the file's own checks. There is no shortcut
+   * for a count of 0: the file decides (eventfd: EINVAL).
+   */
   private rw(
     dir: 'read' | 'write',
     fd: number,
@@ -316,20 +342,17 @@ export class Process implements SyscallContext {
     count: number | undefined,
     pos: number | null,
   ): SyscallOutcome {
+    if (pos !== null && (!Number.isInteger(pos) || pos < 0)) return -EINVAL;
     const e = this.fds.get(fd);
     if (e === undefined) return -EBADF;
     const f = e.file;
+    if (pos !== null && (f.mode & (dir === 'read' ? FMODE_PREAD : FMODE_PWRITE)) === 0) return -ESPIPE;
     if ((f.mode & (dir === 'read' ? FMODE_READ : FMODE_WRITE)) === 0) return -EBADF;
     const op = dir === 'read' ? f.ops.read : f.ops.write;
     if (op === undefined) return -EINVAL;
-    if (pos !== null) {
-      if ((f.mode & (dir === 'read' ? FMODE_PREAD : FMODE_PWRITE)) === 0) return -ESPIPE;
-      if (!Number.isInteger(pos) || pos < 0) return -EINVAL;
-    }
     const n = count ?? lengthOf(buf);
     if (n === undefined) return -EFAULT;
     if (!Number.isInteger(n) || n < 0) return -EINVAL;
-    if (n === 0 && dir === 'read') return 0;
     const ptr = this.userPtr(buf);
     // The sleeping syscall holds the file (fdget) so that a close from another thread cannot free it.
     f.get();
@@ -387,35 +410,40 @@ export class Process implements SyscallContext {
       () => `${fds.length} fds, ${timeoutMs}`,
       () => {
         if (fds.length > this.kernel.options.nofile) return -EINVAL;
-        const files = fds.map((p) => (p.fd >= 0 ? this.fds.get(p.fd)?.file.get() : undefined));
+        // Files whose wait queues this poll sits on: held until poll returns (as poll_table entries do).
+        const held = new Set<File>();
         const attempt = (): IoResult => {
           const queues: FilteredWait[] = [];
           let ready = 0;
-          fds.forEach((p, i) => {
+          for (const p of fds) {
             p.revents = 0;
-            if (p.fd < 0) return;
-            const f = files[i];
+            if (p.fd < 0) continue;
+            // Each pass looks the fd up again: one closed meanwhile reports POLLNVAL.
+            const f = this.fds.get(p.fd)?.file;
             if (f === undefined) {
               p.revents = EPOLLNVAL;
               ready++;
-              return;
+              continue;
             }
             const filter = (p.events & 0xffff) | EPOLLERR | EPOLLHUP;
             const pt: PollTable = {
               key: filter,
-              wait: (wq: WaitQueue) => queues.push({ queue: wq, events: filter }),
+              wait: (wq: WaitQueue) => {
+                if (!held.has(f)) held.add(f.get());
+                queues.push({ queue: wq, events: filter });
+              },
             };
             const mask = (f.ops.poll === undefined ? DEFAULT_POLLMASK : f.ops.poll(f, pt)) & filter;
             p.revents = mask;
             if (mask !== 0) ready++;
-          });
+          }
           if (ready > 0 || timeoutMs === 0) return ready;
           return new WouldBlock(queues);
         };
         return this.kernel.sched.run(this.pid, `poll(${fds.length} fds)`, attempt, {
           ...(timeoutMs > 0 ? { timeoutNs: timeoutMs * 1e6, timeoutResult: 0 } : {}),
           cleanup: () => {
-            for (const f of files) f?.put();
+            for (const f of held) f.put();
           },
         });
       },
@@ -440,6 +468,8 @@ export class Process implements SyscallContext {
       'epoll_ctl',
       () => `${epfd}, ${op}, ${fd}`,
       () => {
+        // The event is copied from user memory first (a missing one is a bad pointer).
+        if ((op === EPOLL_CTL_ADD || op === EPOLL_CTL_MOD) && event === undefined) return -EFAULT;
         const ef = this.fds.get(epfd)?.file;
         const tf = this.fds.get(fd)?.file;
         if (ef === undefined || tf === undefined) return -EBADF;

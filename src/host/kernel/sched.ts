@@ -10,7 +10,7 @@
 
 import { EINTR } from '../../uapi/errno.ts';
 import { type IoResult, WouldBlock } from './file.ts';
-import { WaitEntry, WaitQueue } from './waitqueue.ts';
+import { afterWakeups, WaitEntry, WaitQueue } from './waitqueue.ts';
 
 export type PendingState = 'blocked' | 'done';
 
@@ -27,6 +27,8 @@ export class Pending {
   retries = 0;
   /** Called once when it completes (inside the kernel entry that finished it). */
   onDone: ((result: number) => void) | undefined = undefined;
+  /** @internal the kernel's own completion listeners (traces), kept apart from the caller's onDone */
+  readonly listeners: ((result: number) => void)[] = [];
 
   /** @internal the next attempt of the operation */
   attempt: () => IoResult;
@@ -146,7 +148,9 @@ export class Scheduler {
     if (p.state === 'done' || p.queued) return;
     p.queued = true;
     this.runQueue.push(p);
-    if (this.depth === 0) this.runPending();
+    // Outside any kernel entry (a device model waking a queue directly) the woken tasks still
+    // wait until every wake function of this wake-up has run.
+    if (this.depth === 0 && !afterWakeups(() => this.runPending())) this.runPending();
   }
 
   /** Runs every runnable syscall, in the order they became runnable. */
@@ -177,6 +181,11 @@ export class Scheduler {
     p.state = 'done';
     p.result = result;
     p.cleanup?.();
+    if (p.deadline !== undefined) {
+      const i = this.timers.findIndex((t) => t.p === p);
+      if (i >= 0) this.timers.splice(i, 1);
+    }
+    for (const l of p.listeners) l(result);
     p.onDone?.(result);
   }
 

@@ -12,6 +12,20 @@
 
 export type WakeFunction = (key: number) => void;
 
+/** Wake-ups in progress (they nest when a wake function wakes another queue). */
+let wakeDepth = 0;
+const afterWake: (() => void)[] = [];
+
+/**
+ * Runs `fn` once the outermost wake-up in progress has finished; false (and nothing queued) when
+ * no wake-up is in progress.
+ */
+export function afterWakeups(fn: () => void): boolean {
+  if (wakeDepth === 0) return false;
+  afterWake.push(fn);
+  return true;
+}
+
 export class WaitEntry {
   readonly func: WakeFunction;
   /** Owner label, for inspection ("read fd 4 of pid 2", "epoll 7", "irqfd gsi 32"). */
@@ -62,8 +76,14 @@ export class WaitQueue {
   wakeUp(key: number): void {
     if (this.entries.length === 0) return;
     this.wakeups++;
-    for (const e of [...this.entries]) {
-      if (e.queue === this) e.func(key);
+    wakeDepth++;
+    try {
+      for (const e of [...this.entries]) {
+        if (e.queue === this) e.func(key);
+      }
+    } finally {
+      wakeDepth--;
+      if (wakeDepth === 0) for (let fn = afterWake.shift(); fn !== undefined; fn = afterWake.shift()) fn();
     }
   }
 }
