@@ -8,6 +8,7 @@ import {
   CMD_0_OP,
   CMD_0_SCALE,
   CMD_0_VMID,
+  CMD_1_LEAF,
   CMD_1_TG,
   CMD_1_TTL,
 } from '../../arch/smmuv3/commands.ts';
@@ -104,6 +105,10 @@ describe('command writers', () => {
       getField(w, CMD_1_TTL),
       getField(w, CMD_1_TG),
     ]).toEqual([3, 2, 3, 1]);
+    // Leaf shares word 2 with the address: it must survive the address write.
+    expect(getField(w, CMD_1_LEAF)).toBe(1);
+    expect(getField(cmdTlbiNhVa(1, 1, 0x5000, { leaf: false }), CMD_1_LEAF)).toBe(0);
+    expect(getField(cmdTlbiS2Ipa(1, 0x5000, { leaf: true }), CMD_1_LEAF)).toBe(1);
     expect(w[3]).toBe(0xffff_8000); // VA[63:32], exact although the VA is above 2^53
     expect(w[2]! & 0xffff_f000).toBe(0x1234_5000);
   });

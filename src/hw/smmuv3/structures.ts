@@ -354,10 +354,11 @@ export interface TlbiRange {
 
 function addressCommand(op: number, addr: number, r: TlbiRange): Uint32Array {
   const w = cmd(op);
-  setField(w, CMD_1_LEAF, r.leaf ? 1 : 0);
-  // Address bits [63:12] as words: exact for page-aligned values.
+  // Address bits [63:12] as words (exact for page-aligned values); then the fields that share
+  // word 2's low bits (Leaf, TTL, TG), which the address write would otherwise clear.
   w[2] = ((addr % 0x1_0000_0000) & 0xffff_f000) >>> 0;
   w[3] = Math.floor(addr / 0x1_0000_0000) >>> 0;
+  setField(w, CMD_1_LEAF, r.leaf ? 1 : 0);
   if (r.granule !== undefined) {
     setField(w, CMD_1_TG, r.granule === 12 ? 1 : r.granule === 14 ? 2 : 3);
     setField(w, CMD_0_NUM, r.num ?? 0);
