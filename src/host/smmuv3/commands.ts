@@ -1,115 +1,33 @@
 /**
  * The commands the host driver puts on the SMMUv3 command queue (IHI 0070 chapter 4, seed-spec
- * §8.5), built from the field tables of src/arch/smmuv3/commands.ts the way Linux's
- * arm_smmu_cmdq_build_cmd fills a command from a `struct arm_smmu_cmdq_ent`, and the planner that
+ * §8.5) — the encoders of src/hw/smmuv3/structures.ts, in the driver's terms — and the planner that
  * turns an address range into TLBI-by-address commands (arm_smmu_tlb_inv_range): range commands
  * (NUM/SCALE/TG/TTL) when IDR3.RIL is set, else one command per granule.
  */
 
-import { alignDown, hi32, lo32 } from '../../arch/bits.ts';
-import { setField } from '../../arch/fields.ts';
-import {
-  CMD_0_ASID,
-  CMD_0_CS,
-  CMD_0_NUM,
-  CMD_0_OP,
-  CMD_0_SCALE,
-  CMD_0_SID,
-  CMD_0_SSID,
-  CMD_0_VMID,
-  CMD_1_LEAF,
-  CMD_1_RANGE,
-  CMD_1_TG,
-  CMD_1_TTL,
-  CMD_CFGI_CD,
-  CMD_CFGI_CD_ALL,
-  CMD_CFGI_STE,
-  CMD_CFGI_STE_RANGE,
-  CMD_SYNC,
-  CMD_SYNC_CS_NONE,
-  CMD_TLBI_EL2_ALL,
-  CMD_TLBI_NH_ALL,
-  CMD_TLBI_NH_ASID,
-  CMD_TLBI_NH_VA,
-  CMD_TLBI_NSNH_ALL,
-  CMD_TLBI_S2_IPA,
-  CMD_TLBI_S12_VMALL,
-} from '../../arch/smmuv3/commands.ts';
+import { alignDown } from '../../arch/bits.ts';
 import type { Granule } from '../../arch/vmsa.ts';
+import {
+  cmdTlbiNhVa as hwTlbiNhVa,
+  cmdTlbiS2Ipa as hwTlbiS2Ipa,
+  type TlbiRange,
+} from '../../hw/smmuv3/structures.ts';
 
-function cmd(op: number): Uint32Array {
-  const w = new Uint32Array(4);
-  setField(w, CMD_0_OP, op);
-  return w;
-}
-
-export function cmdCfgiSte(sid: number, leaf = true): Uint32Array {
-  const w = cmd(CMD_CFGI_STE);
-  setField(w, CMD_0_SID, sid);
-  setField(w, CMD_1_LEAF, leaf ? 1 : 0);
-  return w;
-}
-
-/** CFGI_STE_RANGE over the 2^(range+1) StreamIDs around `sid`. */
-export function cmdCfgiSteRange(sid: number, range: number): Uint32Array {
-  const w = cmd(CMD_CFGI_STE_RANGE);
-  setField(w, CMD_0_SID, sid);
-  setField(w, CMD_1_RANGE, range);
-  return w;
-}
-
-/** CFGI_ALL: CFGI_STE_RANGE with Range = 31. */
-export function cmdCfgiAll(): Uint32Array {
-  return cmdCfgiSteRange(0, 31);
-}
-
-export function cmdCfgiCd(sid: number, ssid: number, leaf: boolean): Uint32Array {
-  const w = cmd(CMD_CFGI_CD);
-  setField(w, CMD_0_SID, sid);
-  setField(w, CMD_0_SSID, ssid);
-  setField(w, CMD_1_LEAF, leaf ? 1 : 0);
-  return w;
-}
-
-export function cmdCfgiCdAll(sid: number): Uint32Array {
-  const w = cmd(CMD_CFGI_CD_ALL);
-  setField(w, CMD_0_SID, sid);
-  return w;
-}
-
-export function cmdTlbiNhAll(vmid: number): Uint32Array {
-  const w = cmd(CMD_TLBI_NH_ALL);
-  setField(w, CMD_0_VMID, vmid);
-  return w;
-}
-
-export function cmdTlbiNhAsid(vmid: number, asid: number): Uint32Array {
-  const w = cmd(CMD_TLBI_NH_ASID);
-  setField(w, CMD_0_VMID, vmid);
-  setField(w, CMD_0_ASID, asid);
-  return w;
-}
-
-export function cmdTlbiS12Vmall(vmid: number): Uint32Array {
-  const w = cmd(CMD_TLBI_S12_VMALL);
-  setField(w, CMD_0_VMID, vmid);
-  return w;
-}
-
-export function cmdTlbiNsnhAll(): Uint32Array {
-  return cmd(CMD_TLBI_NSNH_ALL);
-}
-
-export function cmdTlbiEl2All(): Uint32Array {
-  return cmd(CMD_TLBI_EL2_ALL);
-}
-
-/** CMD_SYNC with CS = SIG_NONE: the driver polls CONS for completion. */
-export function cmdSync(): Uint32Array {
-  const w = cmd(CMD_SYNC);
-  setField(w, CMD_0_CS, CMD_SYNC_CS_NONE);
-  return w;
-}
+// The command encodings are the ones every driver in vsva writes (the rig's too): one encoder,
+// in src/hw/smmuv3/structures.ts, built on the arch field tables.
+export {
+  cmdCfgiAll,
+  cmdCfgiCd,
+  cmdCfgiCdAll,
+  cmdCfgiSte,
+  cmdCfgiSteRange,
+  cmdSync,
+  cmdTlbiEl2All,
+  cmdTlbiNhAll,
+  cmdTlbiNhAsid,
+  cmdTlbiNsnhAll,
+  cmdTlbiS12Vmall,
+} from '../../hw/smmuv3/structures.ts';
 
 // ---------------------------------------------------------------- by-address invalidation
 
@@ -123,33 +41,16 @@ export interface TlbiOp {
   readonly tg: Granule | 0;
 }
 
-function addressCommand(op: number, leaf: boolean, o: TlbiOp, addrMaskHi: number): Uint32Array {
-  const w = cmd(op);
-  // Address bits [63:12] (VA) or [51:12] (IPA), written as words first (exact for page-aligned
-  // values); Leaf, TTL and TG share word 2 and are set after it.
-  w[2] = (lo32(o.addr) & 0xffff_f000) >>> 0;
-  w[3] = (hi32(o.addr) & addrMaskHi) >>> 0;
-  setField(w, CMD_1_LEAF, leaf ? 1 : 0);
-  if (o.tg !== 0) {
-    setField(w, CMD_1_TG, o.tg === 12 ? 1 : o.tg === 14 ? 2 : 3);
-    setField(w, CMD_0_NUM, o.num);
-    setField(w, CMD_0_SCALE, o.scale);
-    setField(w, CMD_1_TTL, o.ttl);
-  }
-  return w;
+function rangeOf(leaf: boolean, o: TlbiOp): TlbiRange {
+  return o.tg === 0 ? { leaf } : { leaf, granule: o.tg, num: o.num, scale: o.scale, ttl: o.ttl };
 }
 
 export function cmdTlbiNhVa(vmid: number, asid: number, leaf: boolean, o: TlbiOp): Uint32Array {
-  const w = addressCommand(CMD_TLBI_NH_VA, leaf, o, 0xffff_ffff);
-  setField(w, CMD_0_VMID, vmid);
-  setField(w, CMD_0_ASID, asid);
-  return w;
+  return hwTlbiNhVa(vmid, asid, o.addr, rangeOf(leaf, o));
 }
 
 export function cmdTlbiS2Ipa(vmid: number, leaf: boolean, o: TlbiOp): Uint32Array {
-  const w = addressCommand(CMD_TLBI_S2_IPA, leaf, o, 0x000f_ffff);
-  setField(w, CMD_0_VMID, vmid);
-  return w;
+  return hwTlbiS2Ipa(vmid, o.addr, rangeOf(leaf, o));
 }
 
 /** The largest NUM + 1 of a range command (NUM is 5 bits) and the largest SCALE (5 bits, no LPA2). */
