@@ -78,9 +78,24 @@ export class Mm implements UserMemory {
   private readonly orphans = new Map<number, { bytes: number; pagesLeft: number }>();
   readonly stats: MmStats = { residentBytes: 0, pageFaults: 0, pinnedPages: 0 };
 
+  /** mm->locked_vm: pages charged against RLIMIT_MEMLOCK (by VFIO's pinning, for instance). */
+  lockedVm = 0;
+  /** RLIMIT_MEMLOCK in bytes (Decision: unlimited by default, as a VMM is usually run). */
+  memlockLimit = Number.POSITIVE_INFINITY;
+
   constructor(host: HostMemory) {
     this.id = nextMmId++;
     this.host = host;
+  }
+
+  /**
+   * Charges (npages > 0) or releases (npages < 0) locked pages, as account_locked_vm does:
+   * -ENOMEM, with nothing charged, when the charge would pass RLIMIT_MEMLOCK.
+   */
+  accountLocked(npages: number): number {
+    if (npages > 0 && (this.lockedVm + npages) * PAGE_SIZE > this.memlockLimit) return -ENOMEM;
+    this.lockedVm = Math.max(0, this.lockedVm + npages);
+    return 0;
   }
 
   /** The mappings, in address order. */
