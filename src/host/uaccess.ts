@@ -9,6 +9,8 @@
  * behaviour depends on that prefix, and all-or-nothing keeps "state unchanged after a refusal").
  */
 
+import { EFAULT, EINVAL } from '../uapi/errno.ts';
+
 /** Anything that holds user bytes at addresses. */
 export interface UserMemory {
   /** A copy of [addr, addr + len), or undefined if any byte is inaccessible. */
@@ -134,4 +136,19 @@ export class IoctlArg {
   static ofValue(value: number, mm: UserMemory): IoctlArg {
     return new IoctlArg(value, new UserPtr(mm, value));
   }
+}
+
+/**
+ * strndup_user: the NUL-terminated string at `ptr`, at most `max` bytes including the NUL.
+ * -EFAULT when a byte cannot be read, -EINVAL when no NUL comes within `max` bytes.
+ */
+export function strndupUser(ptr: UserPtr, max: number): string | number {
+  const bytes: number[] = [];
+  for (let i = 0; i < max; i++) {
+    const b = ptr.add(i).copyFrom(1);
+    if (b === undefined) return -EFAULT;
+    if (b[0] === 0) return new TextDecoder().decode(Uint8Array.from(bytes));
+    bytes.push(b[0]!);
+  }
+  return -EINVAL;
 }
