@@ -197,6 +197,36 @@ export const PCI_EXT_CAP_ATS_SIZEOF = 8;
 // AER (only its length matters to vfio-pci's table)
 export const PCI_ERR_ROOT_COMMAND = 0x2c;
 
+// ---------------------------------------------------------------- added by the pci-device helper
+// Further pci_regs.h facts the PASID DMA device's configuration space uses.
+
+/** Status: Master Data Parity Error (W1C). */
+export const PCI_STATUS_PARITY = 0x0100;
+export const PCI_PM_CAP_VER_MASK = 0x0007;
+export const PCI_PM_CTRL_NO_SOFT_RESET = 0x0008;
+export const PCI_PM_CTRL_PME_STATUS = 0x8000;
+export const PCI_EXP_DEVCAP_PAYLOAD = 0x0000_0007;
+export const PCI_EXP_DEVCAP_EXT_TAG = 0x0000_0020;
+export const PCI_EXP_DEVCAP_RBER = 0x0000_8000;
+export const PCI_EXP_DEVCTL_RELAX_EN = 0x0010;
+export const PCI_EXP_DEVCTL_PAYLOAD = 0x00e0;
+export const PCI_EXP_DEVCTL_PHANTOM = 0x0200;
+export const PCI_EXP_DEVCTL_NOSNOOP_EN = 0x0800;
+export const PCI_EXP_DEVCTL_READRQ = 0x7000;
+export const PCI_EXP_LNKCAP2 = 0x2c;
+export const PCI_EXP_LNKCTL2 = 0x30;
+export const PCI_EXP_LNKSTA2 = 0x32;
+// AER (extended capability 0x01) registers of an endpoint
+export const PCI_ERR_UNCOR_STATUS = 0x04;
+export const PCI_ERR_UNCOR_MASK = 0x08;
+export const PCI_ERR_UNCOR_SEVER = 0x0c;
+export const PCI_ERR_COR_STATUS = 0x10;
+export const PCI_ERR_COR_MASK = 0x14;
+export const PCI_ERR_CAP = 0x18;
+export const PCI_ERR_HEADER_LOG = 0x1c;
+// Device Serial Number
+export const PCI_EXT_CAP_DSN_SIZEOF = 12;
+
 // ---------------------------------------------------------------- interfaces
 
 /** Access sizes of configuration and MMIO accesses. */
