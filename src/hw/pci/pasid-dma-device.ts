@@ -139,7 +139,7 @@ import {
   PCI_ATS_CTRL_STU,
   PCI_BIST,
   PCI_CACHE_LINE_SIZE,
-  PCI_CAP_EXP_ENDPOINT_SIZEOF_V2,
+  PCI_CAP_EXP_SIZEOF,
   PCI_CAP_ID_EXP,
   PCI_CAP_ID_MSIX,
   PCI_CAP_ID_PM,
@@ -542,7 +542,7 @@ export class PasidDmaDevice implements PciConfigPort {
 
   private buildExp(): number {
     const cs = this.config;
-    const off = cs.addCapability(PCI_CAP_ID_EXP, PCI_CAP_EXP_ENDPOINT_SIZEOF_V2);
+    const off = cs.addCapability(PCI_CAP_ID_EXP, PCI_CAP_EXP_SIZEOF);
     cs.init(off + PCI_EXP_FLAGS, 2, 0x0002 | (PCI_EXP_TYPE_ENDPOINT << 4));
     cs.init(off + PCI_EXP_DEVCAP, 4, DEVCAP);
     cs.init(off + PCI_EXP_DEVCTL, 2, DEVCTL_RESET, { rw: DEVCTL_RW });

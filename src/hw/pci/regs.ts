@@ -112,8 +112,10 @@ export const PCI_EXP_LNKCTL = 16;
 export const PCI_EXP_LNKSTA = 18;
 export const PCI_EXP_DEVCAP2 = 0x24;
 export const PCI_EXP_DEVCTL2 = 0x28;
-/** Size of a v2 PCIe capability of an endpoint. */
-export const PCI_CAP_EXP_ENDPOINT_SIZEOF_V2 = 0x3c;
+/** The part of a v2 PCIe capability an endpoint uses (up to Link Status 2): 52 bytes. */
+export const PCI_CAP_EXP_ENDPOINT_SIZEOF_V2 = 0x34;
+/** The whole v2 PCIe capability structure: 60 bytes. */
+export const PCI_CAP_EXP_SIZEOF = 0x3c;
 
 // ---------------------------------------------------------------- extended capabilities
 
@@ -154,11 +156,17 @@ export const PCI_EXT_CAP_ID_LTR = 0x18;
 export const PCI_EXT_CAP_ID_SECPCI = 0x19;
 export const PCI_EXT_CAP_ID_PMUX = 0x1a;
 export const PCI_EXT_CAP_ID_PASID = 0x1b;
+export const PCI_EXT_CAP_ID_DPC = 0x1d;
+export const PCI_EXT_CAP_ID_L1SS = 0x1e;
+export const PCI_EXT_CAP_ID_PTM = 0x1f;
+export const PCI_EXT_CAP_ID_DLF = 0x25;
+export const PCI_EXT_CAP_ID_PL_16GT = 0x26;
 /**
- * The last ID vfio-pci's pci_ext_cap_length[] table knew in the seed's era (seed-spec §7.3 says
- * PCI_EXT_CAP_ID_MAX was 0x1B); IDs above it are hidden from a guest either way.
+ * PCI_EXT_CAP_ID_MAX of Linux 5.5 (= PL_16GT). seed-spec §7.1 says 0x1B "at the time"; Linux's
+ * pci_regs.h had moved past that by 5.5. IDs vfio-pci's length table does not list are hidden
+ * either way, so the difference is not observable.
  */
-export const PCI_EXT_CAP_ID_MAX = PCI_EXT_CAP_ID_PASID;
+export const PCI_EXT_CAP_ID_MAX = PCI_EXT_CAP_ID_PL_16GT;
 
 // PASID (seed-spec §7.1)
 export const PCI_PASID_CAP = 0x04;
