@@ -17,7 +17,7 @@ import type { IommuCore, IommuGroup } from '../iommu/core.ts';
 import { IOMMU_DOMAIN_UNMANAGED, type IommuDevice, type IommuDomain } from '../iommu/types.ts';
 import type { VfioDeviceOps } from './device.ts';
 import type { VfioIommuBackend, VfioIommuDriver } from './iommu-driver.ts';
-import { Vfio, type VfioOptions } from './vfio.ts';
+import type { Vfio, VfioOptions } from './vfio.ts';
 
 /** One nesting domain per IOMMU instance; groups of the same instance share it. */
 export class StubBackend implements VfioIommuBackend {
@@ -102,23 +102,25 @@ export function stubDriver(core: IommuCore, onOpen?: (b: StubBackend) => void): 
 export interface VfioBench {
   readonly host: Host;
   readonly vfio: Vfio;
-  readonly drivers: Map<IommuDevice, string | null>;
+  /** Driver bindings (for the group viability rule). */
+  readonly drivers: { set(dev: IommuDevice, driver: string | null): void };
   readonly backends: StubBackend[];
   /** Adds a PCI device on `iommu` with StreamID `sid`, claimed by the stub VFIO driver. */
   addDevice(name: string, sid: number, iommu?: string, isolationKey?: string): IommuDevice;
 }
 
-/** A host (two SMMUs unless told otherwise), VFIO with the stub backend registered. */
+/** A host (two SMMUs unless told otherwise) whose VFIO has only the stub backend. */
 export function vfioBench(hostOpts: HostOptions = {}, vfioOpts: VfioOptions = {}): VfioBench {
+  const backends: StubBackend[] = [];
   const host = new Host({
     ramSize: 0x1000_0000,
     smmus: [{ name: 'smmu0' }, { name: 'smmu1' }],
     ...hostOpts,
+    vfio: vfioOpts,
+    vfioIommuDrivers: (h) => [stubDriver(h.iommu, (b) => backends.push(b))],
   });
-  const drivers = new Map<IommuDevice, string | null>();
-  const vfio = new Vfio(host.kernel, host.iommu, host.ioasid, (dev) => drivers.get(dev) ?? null, vfioOpts);
-  const backends: StubBackend[] = [];
-  vfio.registerIommuDriver(stubDriver(host.iommu, (b) => backends.push(b)));
+  const vfio = host.vfio;
+  const drivers = { set: (dev: IommuDevice, driver: string | null) => host.pci.setDriver(dev, driver) };
   return {
     host,
     vfio,
