@@ -9,6 +9,7 @@
  * to its size, above host RAM and away from the MSI frame.
  */
 
+import { pciFindExtCapability } from '../hw/pci/config-space.ts';
 import {
   type AccessSize,
   PCI_BASE_ADDRESS_0,
@@ -16,10 +17,7 @@ import {
   PCI_COMMAND,
   PCI_COMMAND_MASTER,
   PCI_COMMAND_MEMORY,
-  PCI_EXT_CAP_ID,
   PCI_EXT_CAP_ID_PASID,
-  PCI_EXT_CAP_NEXT,
-  PCI_EXT_CAP_START,
   PCI_PASID_CAP,
   PCI_PASID_CAP_EXEC,
   PCI_PASID_CAP_PRIV,
@@ -149,7 +147,7 @@ export class HostPci {
     for (let bar = 0; bar < PCI_STD_NUM_BARS; bar++)
       saved.push(fn.configRead(PCI_BASE_ADDRESS_0 + 4 * bar, 4));
     const cmd = fn.configRead(PCI_COMMAND, 2);
-    const pasid = findExtCap(fn, PCI_EXT_CAP_ID_PASID);
+    const pasid = pciFindExtCapability(fn, PCI_EXT_CAP_ID_PASID);
     const pasidCtrl = pasid !== 0 ? fn.configRead(pasid + PCI_PASID_CTRL, 2) : 0;
     fn.flr();
     for (let bar = 0; bar < PCI_STD_NUM_BARS; bar++)
@@ -165,24 +163,11 @@ export class HostPci {
    * Returns the features enabled, or 0 when the function has no PASID capability.
    */
   enablePasid(fn: HostPciFunction): number {
-    const pasid = findExtCap(fn, PCI_EXT_CAP_ID_PASID);
+    const pasid = pciFindExtCapability(fn, PCI_EXT_CAP_ID_PASID);
     if (pasid === 0) return 0;
     const cap = fn.configRead(pasid + PCI_PASID_CAP, 2);
     const features = PCI_PASID_CTRL_ENABLE | (cap & (PCI_PASID_CAP_EXEC | PCI_PASID_CAP_PRIV));
     fn.configWrite(pasid + PCI_PASID_CTRL, 2, features);
     return features;
   }
-}
-
-/** The offset of extended capability `id` (0 when absent), walking the list from 0x100. */
-function findExtCap(port: PciConfigPort, id: number): number {
-  if (port.configSize <= PCI_EXT_CAP_START) return 0;
-  let at = PCI_EXT_CAP_START;
-  for (let n = 0; n < 1024 && at >= PCI_EXT_CAP_START; n++) {
-    const h = port.configRead(at, 4);
-    if (h === 0 || h === 0xffff_ffff) return 0;
-    if (PCI_EXT_CAP_ID(h) === id) return at;
-    at = PCI_EXT_CAP_NEXT(h);
-  }
-  return 0;
 }

@@ -10,16 +10,13 @@
  * Layouts are checked by vfio-device.test.ts against literal offsets.
  */
 
-import { defineStruct, type StructValue, struct, u16, u32, u64 } from './layout.ts';
+import { defineStruct, type StructValue, struct, u32, u64 } from './layout.ts';
+import { vfio_info_cap_header } from './vfio-type1.ts';
 
 // ---------------------------------------------------------------- capability chains
 
-/** struct vfio_info_cap_header: every capability starts with it; `next` is an offset from the info struct's start (0 ends the chain). */
-export const vfio_info_cap_header = defineStruct('vfio_info_cap_header', 8, {
-  id: u16(0),
-  version: u16(2),
-  next: u32(4),
-});
+/** struct vfio_info_cap_header (defined with the type1 structs, where the chains began). */
+export { vfio_info_cap_header } from './vfio-type1.ts';
 
 // ---------------------------------------------------------------- group
 

@@ -27,6 +27,7 @@
  * option `emulatePasidForVf`, with the posted patch's wrong header IDs as a sub-option.
  */
 
+import { pciFindCapability, pciFindExtCapability } from '../../hw/pci/config-space.ts';
 import {
   type AccessSize,
   PCI_BASE_ADDRESS_0,
@@ -97,7 +98,6 @@ import {
   PCI_EXT_CAP_NEXT,
   PCI_EXT_CAP_PASID_SIZEOF,
   PCI_EXT_CAP_PRI_SIZEOF,
-  PCI_EXT_CAP_START,
   PCI_EXT_CAP_VER,
   PCI_INTERRUPT_LINE,
   PCI_INTERRUPT_PIN,
@@ -462,33 +462,8 @@ function sizeDword(port: PciConfigPort, off: number, probe: number): { value: nu
 
 // ---------------------------------------------------------------- capability lookup on the device
 
-/** `pci_find_capability`: offset of the first standard capability `id` on the device, or 0. */
-export function pciFindCapability(port: PciConfigPort, id: number): number {
-  if (!(port.configRead(PCI_STATUS, 2) & PCI_STATUS_CAP_LIST)) return 0;
-  let pos = port.configRead(PCI_CAPABILITY_LIST, 1);
-  for (let ttl = 48; ttl > 0 && pos >= PCI_STD_HEADER_SIZEOF; ttl--) {
-    pos &= ~3;
-    const w = port.configRead(pos, 2);
-    if ((w & 0xff) === 0xff) return 0;
-    if ((w & 0xff) === id) return pos;
-    pos = (w >>> 8) & 0xff;
-  }
-  return 0;
-}
-
-/** `pci_find_ext_capability`: offset of the first extended capability `id`, or 0. */
-export function pciFindExtCapability(port: PciConfigPort, id: number): number {
-  if (port.configSize <= PCI_CFG_SPACE_SIZE) return 0;
-  let pos = PCI_EXT_CAP_START;
-  for (let ttl = (port.configSize - PCI_CFG_SPACE_SIZE) / 8; ttl > 0; ttl--) {
-    const header = port.configRead(pos, 4) >>> 0;
-    if (header === 0) return 0;
-    if (PCI_EXT_CAP_ID(header) === id) return pos;
-    pos = PCI_EXT_CAP_NEXT(header);
-    if (pos < PCI_CFG_SPACE_SIZE) return 0;
-  }
-  return 0;
-}
+// pci_find_capability / pci_find_ext_capability: the walks of the hw layer's config space code.
+export { pciFindCapability, pciFindExtCapability } from '../../hw/pci/config-space.ts';
 
 // ---------------------------------------------------------------- host PCI core operations
 
