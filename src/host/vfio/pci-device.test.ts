@@ -63,11 +63,14 @@ import {
   VFIO_GROUP_GET_DEVICE_FD,
   VFIO_GROUP_SET_CONTAINER,
   VFIO_IOMMU_MAP_DMA,
+  VFIO_IOMMU_PASID_ALLOC,
+  VFIO_IOMMU_PASID_REQUEST,
   VFIO_IOMMU_SET_PASID_TABLE,
   VFIO_PASID_TABLE_FLAG_SET,
   VFIO_SET_IOMMU,
   VFIO_TYPE1_NESTING_IOMMU,
   VFIO_TYPE1v2_IOMMU,
+  vfio_iommu_type1_pasid_request,
   vfio_iommu_type1_set_pasid_table,
 } from '../../uapi/vfio.ts';
 import {
@@ -687,5 +690,44 @@ describe('SET_PASID_TABLE over a real two-domain type1 container (§2)', () => {
     expect([cfgOf(d0.streamId, 'smmu0'), cfgOf(d1.streamId, 'smmu1')]).toEqual([0b1100, 0b1100]);
     expect(set(0)).toBe(0);
     expect([cfgOf(d0.streamId, 'smmu0'), cfgOf(d1.streamId, 'smmu1')]).toEqual([0b1110, 0b1110]);
+  });
+});
+
+describe('process exit releases everything (no PASID, pin, domain or fd leaks)', () => {
+  it('QEMU dies with PASIDs allocated, DMA mapped, MSI-X on and the fault IRQ set', () => {
+    const a = assign();
+    const { host, p } = a;
+    const before = { bytes: host.memory.alloc.bytesInUse };
+    const req = vfio_iommu_type1_pasid_request.encode({
+      argsz: 20,
+      flags: VFIO_IOMMU_PASID_ALLOC,
+      u: { alloc_pasid: { min: 1, max: 100 } },
+    });
+    expect(p.ioctl(a.container, VFIO_IOMMU_PASID_REQUEST, req)).toBe(0);
+    expect(host.ioasid.allocated).toBe(1);
+    const efd = p.eventfd(0);
+    const set = new Uint8Array(24);
+    set.set(
+      vfio_irq_set.encode({
+        argsz: 24,
+        flags: VFIO_IRQ_SET_ACTION_TRIGGER | VFIO_IRQ_SET_DATA_EVENTFD,
+        index: VFIO_PCI_DMA_FAULT_IRQ_INDEX,
+        start: 0,
+        count: 1,
+      }),
+    );
+    set.set(s32(efd), 20);
+    expect(p.ioctl(a.fd, VFIO_DEVICE_SET_IRQS, set)).toBe(0);
+    const group = host.iommu.iommuGroupGet(a.rec.iommuDev)!;
+    expect(group.domain).not.toBe(group.defaultDomain);
+    expect(p.mm.stats.pinnedPages).toBeGreaterThan(0);
+    p.exit();
+    expect(host.ioasid.allocated).toBe(0);
+    expect(group.domain).toBe(group.defaultDomain);
+    expect(host.vfioPciOf(a.rec)!.openCount).toBe(0);
+    expect(host.memory.alloc.bytesInUse).toBeLessThan(before.bytes);
+    // Another process can take the group over.
+    const q = host.kernel.spawn('qemu2');
+    expect(q.open(`/dev/vfio/${group.id}`)).toBe(3);
   });
 });
