@@ -63,6 +63,14 @@ export class UserPtr {
     return new UserPtr(new BufferUserMemory(buf), 0);
   }
 
+  /**
+   * A pointer from a u64 user address inside an argument struct (`__u64 addr`). Addresses beyond
+   * 2^53 are far above any user mapping: they become one that always faults (-1).
+   */
+  static fromU64(mem: UserMemory, addr: bigint): UserPtr {
+    return new UserPtr(mem, addr <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(addr) : -1);
+  }
+
   /** `ptr + n` */
   add(n: number): UserPtr {
     return new UserPtr(this.mem, this.addr + n);

@@ -72,6 +72,17 @@ export interface FileOperations {
    * event and registers no wait (Linux's vfs_poll(file, NULL)).
    */
   poll?(f: File, pt: PollTable | null): number;
+  /**
+   * mmap of the file: the host physical pages backing `npages` pages from page offset `pgoff`
+   * (the mapping shares them), or -errno.
+   */
+  mmap?(
+    f: File,
+    pgoff: number,
+    npages: number,
+    prot: number,
+    ctx: SyscallContext,
+  ): readonly number[] | number;
   /** The last reference went away. */
   release?(f: File): void;
   /** Extra /proc/<pid>/fdinfo/<fd> lines (each ending in "\n"). */

@@ -45,6 +45,11 @@ export interface Vma {
   readonly pageShift: number;
   /** Backing pages by index from `start` (in units of the backing page size). */
   readonly pages: Map<number, number>;
+  /**
+   * A file's pages mapped in (mmap of a device file, e.g. a vCPU's kvm_run): they belong to the
+   * file, are never faulted in or freed by the mm, and every page is present from the start.
+   */
+  readonly device?: boolean;
 }
 
 /** The host memory the mm takes pages from. */
@@ -152,6 +157,31 @@ export class Mm implements UserMemory {
     return start;
   }
 
+  /**
+   * Maps a file's pages (`pas`, one host physical page each) — the mm side of mmap(fd): a shared
+   * mapping whose pages the file owns. The start address, or -errno as mmap gives it.
+   */
+  mmapDevice(pas: readonly number[], prot: number, flags: number, addr = 0): number {
+    if (pas.length === 0) return -EINVAL;
+    if ((prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC)) !== 0) return -EINVAL;
+    const size = pas.length * PAGE_SIZE;
+    let start: number;
+    if ((flags & MAP_FIXED) !== 0) {
+      if (!Number.isInteger(addr) || addr % PAGE_SIZE !== 0 || addr < PAGE_SIZE) return -EINVAL;
+      if (addr + size > TASK_SIZE) return -ENOMEM;
+      if (this.splitsHugePage(addr, addr + size)) return -EINVAL;
+      start = addr;
+      this.unmapRange(start, start + size);
+    } else {
+      const found = this.findGap(size, PAGE_SIZE);
+      if (found === undefined) return -ENOMEM;
+      start = found;
+    }
+    const pages = new Map<number, number>(pas.map((pa, i) => [i, pa]));
+    this.insertVma({ start, end: start + size, prot, flags, pageShift: PAGE_SHIFT, pages, device: true });
+    return start;
+  }
+
   /** munmap(addr, len): 0 or -EINVAL. Unmapping a hole is not an error. */
   munmap(addr: number, len: number): number {
     if (!Number.isInteger(addr) || addr % PAGE_SIZE !== 0 || !Number.isInteger(len) || len <= 0)
@@ -219,11 +249,24 @@ export class Mm implements UserMemory {
     const first = (start - v.start) / unit;
     const last = (end - v.start) / unit;
     for (const [i, pa] of v.pages) if (i >= first && i < last) pages.set(i - first, pa);
-    return { start, end, prot: v.prot, flags: v.flags, pageShift: v.pageShift, pages };
+    return {
+      start,
+      end,
+      prot: v.prot,
+      flags: v.flags,
+      pageShift: v.pageShift,
+      pages,
+      ...(v.device === true ? { device: true } : {}),
+    };
   }
 
   private releaseVmaPages(v: Vma, first: number, last: number): void {
     const unit = 2 ** v.pageShift;
+    if (v.device === true) {
+      // The file's pages: unmapped, not freed.
+      for (const i of [...v.pages.keys()]) if (i >= first && i < last) v.pages.delete(i);
+      return;
+    }
     for (const [i, pa] of [...v.pages]) {
       if (i < first || i >= last) continue;
       v.pages.delete(i);

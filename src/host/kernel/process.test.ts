@@ -9,6 +9,7 @@
 
 import { describe, expect, it } from 'vitest';
 import {
+  EACCES,
   EAGAIN,
   EBADF,
   EEXIST,
@@ -30,6 +31,7 @@ import {
   F_SETFD,
   F_SETFL,
   FD_CLOEXEC,
+  MAP_SHARED,
   O_ACCMODE,
   O_APPEND,
   O_CLOEXEC,
@@ -37,6 +39,8 @@ import {
   O_RDONLY,
   O_RDWR,
   O_WRONLY,
+  PROT_READ,
+  PROT_WRITE,
 } from '../../uapi/fcntl.ts';
 import {
   EPOLLERR,
@@ -564,6 +568,95 @@ describe('ioctl', () => {
     expect(proc.ioctl(fd, 1)).toBe(0);
     expect(during).toBe(2);
     expect(proc.fileOf(fd)!.refcount).toBe(1);
+  });
+});
+
+describe('mmap of a file', () => {
+  /** A device whose file maps `n` pages it owns (allocated once, from the host's allocator). */
+  function pagesDevice(kernel: Kernel, n: number) {
+    const pages = Array.from({ length: n }, () => kernel.host.alloc.alloc(PAGE_SIZE, 12)!);
+    const calls: { pgoff: number; npages: number }[] = [];
+    kernel.registerDevice('/dev/pages', {
+      open: (flags) =>
+        new File(
+          {
+            name: 'pages',
+            mmap: (_f, pgoff, npages) => {
+              calls.push({ pgoff, npages });
+              return pgoff + npages > n ? -EINVAL : pages.slice(pgoff, pgoff + npages);
+            },
+          },
+          flags,
+          (flags & O_ACCMODE) === O_WRONLY
+            ? FMODE_WRITE
+            : (flags & O_ACCMODE) === O_RDONLY
+              ? FMODE_READ
+              : FMODE_READ | FMODE_WRITE,
+          null,
+        ),
+    });
+    return { pages, calls };
+  }
+
+  it('maps the file’s pages: what the process writes, the device’s page holds, and the reverse', () => {
+    const { kernel, proc } = setup();
+    const dev = pagesDevice(kernel, 3);
+    const fd = proc.open('/dev/pages', O_RDWR);
+    const va = proc.mmap(2 * PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, 0, fd, PAGE_SIZE);
+    expect(va).toBeGreaterThan(0);
+    expect(dev.calls).toEqual([{ pgoff: 1, npages: 2 }]);
+    expect(proc.mm.writeUser(va + PAGE_SIZE + 5, Uint8Array.of(0x42))).toBe(true);
+    expect(kernel.host.mem.read8(dev.pages[2]! + 5)).toBe(0x42);
+    kernel.host.mem.write8(dev.pages[1]!, 0x17);
+    expect(proc.mm.readUser(va, 1)![0]).toBe(0x17);
+  });
+
+  it('munmap and exit leave the file’s pages alone', () => {
+    const { kernel, proc } = setup();
+    const dev = pagesDevice(kernel, 1);
+    const used = kernel.host.alloc.bytesInUse;
+    const fd = proc.open('/dev/pages', O_RDWR);
+    const va = proc.mmap(PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, 0, fd, 0);
+    proc.mm.writeUser(va, Uint8Array.of(9));
+    expect(proc.munmap(va, PAGE_SIZE)).toBe(0);
+    proc.mmap(PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, 0, fd, 0);
+    proc.exit();
+    expect(kernel.host.alloc.bytesInUse).toBe(used);
+    expect(kernel.host.mem.read8(dev.pages[0]!)).toBe(9);
+  });
+
+  it('refusals in Linux’s order, with no mapping made: EBADF, EINVAL, EACCES, ENODEV, the file’s own', () => {
+    const { kernel, proc } = setup();
+    pagesDevice(kernel, 2);
+    const rw = proc.open('/dev/pages', O_RDWR);
+    const ro = proc.open('/dev/pages', O_RDONLY);
+    const wo = proc.open('/dev/pages', O_WRONLY);
+    const nomap = proc.open('/dev/pipe', O_RDWR);
+    const before = proc.mm.mappings.length;
+    const cases: [string, number][] = [
+      ['closed fd', proc.mmap(PAGE_SIZE, PROT_READ, MAP_SHARED, 0, 55, 0)],
+      ['unaligned offset', proc.mmap(PAGE_SIZE, PROT_READ, MAP_SHARED, 0, rw, 100)],
+      ['zero length', proc.mmap(0, PROT_READ, MAP_SHARED, 0, rw, 0)],
+      ['write-only file', proc.mmap(PAGE_SIZE, PROT_READ, MAP_SHARED, 0, wo, 0)],
+      [
+        'shared writable mapping of a read-only file',
+        proc.mmap(PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, 0, ro, 0),
+      ],
+      ['a file without mmap', proc.mmap(PAGE_SIZE, PROT_READ, MAP_SHARED, 0, nomap, 0)],
+      ['beyond what the file has', proc.mmap(3 * PAGE_SIZE, PROT_READ, MAP_SHARED, 0, rw, 0)],
+    ];
+    expect(cases.map(([w, r]) => [w, r])).toEqual([
+      ['closed fd', -EBADF],
+      ['unaligned offset', -EINVAL],
+      ['zero length', -EINVAL],
+      ['write-only file', -EACCES],
+      ['shared writable mapping of a read-only file', -EACCES],
+      ['a file without mmap', -ENODEV],
+      ['beyond what the file has', -EINVAL],
+    ]);
+    expect(proc.mm.mappings.length).toBe(before);
+    // A read-only shared mapping of a read-only file is fine.
+    expect(proc.mmap(PAGE_SIZE, PROT_READ, MAP_SHARED, 0, ro, 0)).toBeGreaterThan(0);
   });
 });
 

@@ -15,7 +15,19 @@
  * every file.
  */
 
-import { EBADF, EFAULT, EINVAL, EMFILE, ENOENT, ENOTTY, EPERM, ESPIPE, ESRCH } from '../../uapi/errno.ts';
+import {
+  EACCES,
+  EBADF,
+  EFAULT,
+  EINVAL,
+  EMFILE,
+  ENODEV,
+  ENOENT,
+  ENOTTY,
+  EPERM,
+  ESPIPE,
+  ESRCH,
+} from '../../uapi/errno.ts';
 import {
   F_DUPFD,
   F_DUPFD_CLOEXEC,
@@ -24,7 +36,9 @@ import {
   F_SETFD,
   F_SETFL,
   FD_CLOEXEC,
+  MAP_ANONYMOUS,
   MAP_PRIVATE,
+  MAP_SHARED,
   O_ACCMODE,
   O_CLOEXEC,
   O_NONBLOCK,
@@ -64,7 +78,7 @@ import {
   WouldBlock,
 } from './file.ts';
 import type { Kernel } from './kernel.ts';
-import { Mm } from './mm.ts';
+import { Mm, PAGE_SIZE } from './mm.ts';
 import type { SyscallOutcome } from './sched.ts';
 import type { WaitQueue } from './waitqueue.ts';
 
@@ -531,12 +545,37 @@ export class Process implements SyscallContext {
 
   // ------------------------------------------------------------ memory
 
-  /** mmap of anonymous memory (see Mm.mmap). */
-  mmap(len: number, prot: number = PROT_READ | PROT_WRITE, flags: number = MAP_PRIVATE, addr = 0): number {
+  /**
+   * mmap(addr, len, prot, flags, fd, offset): anonymous memory (fd -1, or MAP_ANONYMOUS), or a
+   * file's pages (its mmap operation names them; a file without one is ENODEV). For a file:
+   * EBADF for a bad fd, EINVAL for an offset not page-aligned, EACCES when the file is not open
+   * for reading, or for a shared writable mapping of a file not open for writing.
+   */
+  mmap(
+    len: number,
+    prot: number = PROT_READ | PROT_WRITE,
+    flags: number = MAP_PRIVATE,
+    addr = 0,
+    fd = -1,
+    offset = 0,
+  ): number {
     return this.call(
       'mmap',
-      () => `0x${addr.toString(16)}, ${len}, ${prot}, 0x${flags.toString(16)}`,
-      () => this.mm.mmap(len, prot, flags, addr),
+      () => `0x${addr.toString(16)}, ${len}, ${prot}, 0x${flags.toString(16)}, ${fd}, ${offset}`,
+      () => {
+        if (fd < 0 || (flags & MAP_ANONYMOUS) !== 0) return this.mm.mmap(len, prot, flags, addr);
+        const f = this.fds.get(fd)?.file;
+        if (f === undefined) return -EBADF;
+        if (!Number.isInteger(offset) || offset < 0 || offset % PAGE_SIZE !== 0) return -EINVAL;
+        if (!Number.isInteger(len) || len <= 0) return -EINVAL;
+        if ((f.mode & FMODE_READ) === 0) return -EACCES;
+        if ((flags & MAP_SHARED) !== 0 && (prot & PROT_WRITE) !== 0 && (f.mode & FMODE_WRITE) === 0)
+          return -EACCES;
+        if (f.ops.mmap === undefined) return -ENODEV;
+        const pas = f.ops.mmap(f, offset / PAGE_SIZE, Math.ceil(len / PAGE_SIZE), prot, this);
+        if (typeof pas === 'number') return pas;
+        return this.mm.mmapDevice(pas, prot, flags, addr);
+      },
     );
   }
 
