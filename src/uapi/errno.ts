@@ -11,6 +11,7 @@ export const EINTR = 4;
 export const EIO = 5;
 export const ENXIO = 6;
 export const E2BIG = 7;
+export const ENOEXEC = 8;
 export const EBADF = 9;
 export const EAGAIN = 11;
 export const ENOMEM = 12;
@@ -33,6 +34,7 @@ export const ENOSYS = 38;
 export const ELOOP = 40;
 export const EOVERFLOW = 75;
 export const EOPNOTSUPP = 95;
+export const ENOBUFS = 105;
 export const ETIMEDOUT = 110;
 /** Kernel-internal "restart the syscall"; user space sees EINTR when a signal ends a wait. */
 export const ERESTARTSYS = 512;
@@ -45,6 +47,7 @@ export const ERRNO_NAMES: Readonly<Record<number, string>> = {
   [EIO]: 'EIO',
   [ENXIO]: 'ENXIO',
   [E2BIG]: 'E2BIG',
+  [ENOEXEC]: 'ENOEXEC',
   [EBADF]: 'EBADF',
   [EAGAIN]: 'EAGAIN',
   [ENOMEM]: 'ENOMEM',
@@ -67,6 +70,7 @@ export const ERRNO_NAMES: Readonly<Record<number, string>> = {
   [ELOOP]: 'ELOOP',
   [EOVERFLOW]: 'EOVERFLOW',
   [EOPNOTSUPP]: 'EOPNOTSUPP',
+  [ENOBUFS]: 'ENOBUFS',
   [ETIMEDOUT]: 'ETIMEDOUT',
   [ERESTARTSYS]: 'ERESTARTSYS',
 };

@@ -75,21 +75,7 @@ import {
   PASID_TABLE_CFG_VERSION_1,
   PASID_TABLE_SMMUV3_CFG_VERSION_1,
 } from './iommu.ts';
-
-type FieldRow = readonly [name: string, offset: number, size: number];
-
-interface LayoutLike {
-  readonly size: number;
-  readonly align: number;
-  describe(): { name: string; offset: number; size: number }[];
-}
-
-/** Size, alignment, and every field (name, offset, size) in declaration order. */
-function expectLayout(layout: LayoutLike, size: number, align: number, fields: readonly FieldRow[]): void {
-  expect(layout.size).toBe(size);
-  expect(layout.align).toBe(align);
-  expect(layout.describe().map((f) => [f.name, f.offset, f.size])).toEqual(fields.map((r) => [...r]));
-}
+import { expectLayout } from './layout-testing.ts';
 
 /** A zeroed buffer of `size` bytes with the given byte runs written at their offsets. */
 function bytesAt(size: number, runs: readonly (readonly [number, readonly number[]])[]): Uint8Array {

@@ -5,6 +5,7 @@
  */
 
 import { describe, expect, it } from 'vitest';
+import { expectLayout } from './layout-testing.ts';
 import {
   VFIO_DEVICE_FLAGS_CAPS,
   VFIO_DEVICE_FLAGS_PCI,
@@ -44,19 +45,6 @@ import {
   vfioPciOffsetMask,
   vfioPciOffsetToIndex,
 } from './vfio-device.ts';
-
-type Row = readonly [name: string, offset: number, size: number];
-
-function expectLayout(
-  layout: { size: number; align: number; describe(): { name: string; offset: number; size: number }[] },
-  size: number,
-  align: number,
-  rows: readonly Row[],
-): void {
-  expect(layout.size).toBe(size);
-  expect(layout.align).toBe(align);
-  expect(layout.describe().map((f) => [f.name, f.offset, f.size])).toEqual(rows.map((r) => [...r]));
-}
 
 describe('layouts', () => {
   it('vfio_info_cap_header: 8 bytes', () => {

@@ -5,6 +5,7 @@
  */
 
 import { describe, expect, it } from 'vitest';
+import { expectLayout } from './layout-testing.ts';
 import {
   DIRTY_BITMAP_SIZE_MAX,
   decodeIovaRangeCap,
@@ -39,20 +40,6 @@ import {
   vfio_iova_range,
   walkInfoCaps,
 } from './vfio-type1.ts';
-
-type FieldRow = readonly [name: string, offset: number, size: number];
-
-interface LayoutLike {
-  readonly size: number;
-  readonly align: number;
-  describe(): { name: string; offset: number; size: number }[];
-}
-
-function expectLayout(layout: LayoutLike, size: number, align: number, fields: readonly FieldRow[]): void {
-  expect(layout.size).toBe(size);
-  expect(layout.align).toBe(align);
-  expect(layout.describe().map((f) => [f.name, f.offset, f.size])).toEqual(fields.map((r) => [...r]));
-}
 
 describe('layouts (vfio.h, v5.10)', () => {
   it('struct vfio_info_cap_header: 8 bytes', () => {

@@ -12,6 +12,7 @@
  */
 
 import { describe, expect, it } from 'vitest';
+import { expectLayout } from './layout-testing.ts';
 import {
   VFIO_API_VERSION,
   VFIO_BASE,
@@ -68,20 +69,6 @@ import {
   vfio_iommu_type1_set_pasid_table,
   vfio_pasid_request_alloc,
 } from './vfio.ts';
-
-type FieldRow = readonly [name: string, offset: number, size: number];
-
-interface LayoutLike {
-  readonly size: number;
-  readonly align: number;
-  describe(): { name: string; offset: number; size: number }[];
-}
-
-function expectLayout(layout: LayoutLike, size: number, align: number, fields: readonly FieldRow[]): void {
-  expect(layout.size).toBe(size);
-  expect(layout.align).toBe(align);
-  expect(layout.describe().map((f) => [f.name, f.offset, f.size])).toEqual(fields.map((r) => [...r]));
-}
 
 function bytesAt(size: number, runs: readonly (readonly [number, readonly number[]])[]): Uint8Array {
   const out = new Uint8Array(size);
