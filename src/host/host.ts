@@ -15,6 +15,9 @@
  * function in (BARs assigned, probed by the iommu core) and binds it to a driver — by default
  * vfio-pci, which registers it with VFIO (/dev/vfio/<group>).
  *
+ * KVM: /dev/kvm offers one architecture — arm64 by default (with a GICv3 model for irqfds), or
+ * s390x (vCPUs with the architected reset state) — chosen by `kvmArch`.
+ *
  * Construction with a configuration the hardware or driver refuses throws: a host that cannot
  * boot is a mistake in the scenario, reported once, not a state to model.
  */
@@ -31,6 +34,10 @@ import { IommuCore, type IommuCoreOptions } from './iommu/core.ts';
 import type { IommuCoreServices, IommuDevice } from './iommu/types.ts';
 import { Kernel, type KernelOptions } from './kernel/kernel.ts';
 import type { HostMemory } from './kernel/mm.ts';
+import type { KvmArch, KvmArchName } from './kvm/arch.ts';
+import { type Arm64KvmOptions, arm64Arch } from './kvm/arm64/arch.ts';
+import { Kvm } from './kvm/kvm.ts';
+import { s390Arch } from './kvm/s390/vm.ts';
 import { HostPci, type HostPciDevice, type HostPciFunction, pciName } from './pci.ts';
 import { ArmSmmuV3, type ArmSmmuV3Options } from './smmuv3/driver.ts';
 import type { VfioIommuDriver } from './vfio/iommu-driver.ts';
@@ -63,6 +70,10 @@ export interface HostOptions {
   readonly vfioIommuDrivers?: (host: Host) => readonly VfioIommuDriver[];
   /** vfio-pci defaults (the PASID patch applied unless exposePasid is false). */
   readonly vfioPci?: VfioPciOptions;
+  /** The KVM architecture /dev/kvm offers: 'arm64' (default) or 's390x'. */
+  readonly kvmArch?: KvmArchName;
+  /** arm64 KVM's host facts (IPA limit, online CPUs). */
+  readonly arm64?: Arm64KvmOptions;
 }
 
 /** How a PCI function is plugged in. */
@@ -93,6 +104,8 @@ export class Host {
   readonly msi = new MsiController();
   readonly pci = new HostPci();
   readonly vfio: Vfio;
+  /** /dev/kvm */
+  readonly kvm: Kvm;
   private readonly vfioPciDefaults: VfioPciOptions;
   private readonly vfioPciDevices = new Map<HostPciDevice, VfioPciDevice>();
 
@@ -117,6 +130,7 @@ export class Host {
     const drivers = opts.vfioIommuDrivers?.(this) ?? [vfioIommuType1Driver(this.iommu, opts.type1 ?? {})];
     for (const d of drivers) this.vfio.registerIommuDriver(d);
     this.vfioPciDefaults = opts.vfioPci ?? {};
+    this.kvm = new Kvm(this.kernel, kvmArchFor(opts));
   }
 
   private bringUp(spec: HostSmmuSpec): HostSmmu {
@@ -222,5 +236,15 @@ export class Host {
       msi: this.msi,
       doorbellPa: this.msi.doorbell,
     };
+  }
+}
+
+/** The KVM architecture a host's options ask for. */
+function kvmArchFor(opts: HostOptions): KvmArch {
+  switch (opts.kvmArch ?? 'arm64') {
+    case 'arm64':
+      return arm64Arch(opts.arm64 ?? {});
+    case 's390x':
+      return s390Arch();
   }
 }

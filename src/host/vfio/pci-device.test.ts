@@ -43,6 +43,7 @@ import {
 import { CdTable } from '../../hw/smmuv3/rig.ts';
 import { PageTable } from '../../hw/vmsa/pgtable.ts';
 import { EBADF, EFAULT, EINVAL, EIO, ENOTTY } from '../../uapi/errno.ts';
+import { EFD_AUTORESET } from '../../uapi/eventfd.ts';
 import { MAP_HUGETLB, MAP_PRIVATE, PROT_READ, PROT_WRITE } from '../../uapi/fcntl.ts';
 import {
   IOMMU_FAULT_DMA_UNRECOV,
@@ -54,6 +55,7 @@ import {
   IOMMU_PASID_FORMAT_SMMUV3,
   iommu_fault,
 } from '../../uapi/iommu.ts';
+import { KVM_IRQFD, kvm_irqfd } from '../../uapi/kvm.ts';
 import {
   VFIO_DEVICE_GET_INFO,
   VFIO_DEVICE_GET_IRQ_INFO,
@@ -115,6 +117,8 @@ import {
 import { eventfdCtxOfFile } from '../eventfd.ts';
 import { Host, type HostOptions } from '../host.ts';
 import type { Process } from '../kernel/process.ts';
+import type { Arm64Vm } from '../kvm/arm64/arch.ts';
+import { armVmWithGic } from '../kvm/kvm-testing.ts';
 import type { HostPciDevice } from '../pci.ts';
 import { VFIO_PCI_DMA_FAULT_IRQ_INDEX, VFIO_PCI_DMA_FAULT_REGION_INDEX } from './pci-device.ts';
 
@@ -370,21 +374,22 @@ describe('BAR access', () => {
   });
 });
 
-describe('VFIO_DEVICE_SET_IRQS', () => {
-  const irqSet = (
-    index: number,
-    flags: number,
-    start: number,
-    count: number,
-    data: Uint8Array = new Uint8Array(0),
-    argsz = 20 + data.length,
-  ) => {
-    const b = new Uint8Array(20 + data.length);
-    b.set(vfio_irq_set.encode({ argsz, flags, index, start, count }));
-    b.set(data, 20);
-    return b;
-  };
+/** struct vfio_irq_set with its data array. */
+function irqSet(
+  index: number,
+  flags: number,
+  start: number,
+  count: number,
+  data: Uint8Array = new Uint8Array(0),
+  argsz = 20 + data.length,
+): Uint8Array {
+  const b = new Uint8Array(20 + data.length);
+  b.set(vfio_irq_set.encode({ argsz, flags, index, start, count }));
+  b.set(data, 20);
+  return b;
+}
 
+describe('VFIO_DEVICE_SET_IRQS', () => {
   it('validation: argsz, index, flags, range, data size; bad eventfds EBADF/EINVAL — nothing enabled', () => {
     const a = assign({ type: VFIO_TYPE1v2_IOMMU });
     const efd = a.p.eventfd(0);
@@ -505,6 +510,39 @@ describe('VFIO_DEVICE_SET_IRQS', () => {
     cfgWrite16(a, PCI_COMMAND, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
     a.dev.raiseVector(0);
     expect(eventfdCtxOfFile(a.p.fileOf(efd)!)!.count).toBe(1n);
+  });
+});
+
+// ----------------------------------------------------------------- MSI-X into the guest (KVM irqfd)
+
+describe('MSI-X → eventfd → KVM irqfd → the guest’s vGIC (issue 5)', () => {
+  it.each([
+    ['a plain eventfd', 0],
+    ['an EFD_AUTORESET eventfd', EFD_AUTORESET],
+  ])('with %s: each device interrupt is exactly one SPI edge, with no VMM involvement', (_n, flags) => {
+    const a = assign({ type: VFIO_TYPE1v2_IOMMU });
+    const rig = { kernel: a.host.kernel, kvm: a.host.kvm, proc: a.p, sys: a.p.open('/dev/kvm') };
+    const { vm } = armVmWithGic(rig, 1);
+    const efd = a.p.eventfd2(0, flags);
+    expect(
+      a.p.ioctl(
+        a.fd,
+        VFIO_DEVICE_SET_IRQS,
+        irqSet(2, VFIO_IRQ_SET_ACTION_TRIGGER | VFIO_IRQ_SET_DATA_EVENTFD, 0, 1, s32(efd)),
+      ),
+    ).toBe(0);
+    expect(a.p.ioctl(vm, KVM_IRQFD, kvm_irqfd.encode({ fd: efd, gsi: 12 }))).toBe(0);
+    cfgWrite16(a, PCI_COMMAND, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
+    const vgic = (a.host.kvm.vms[0]!.arch as Arm64Vm).vgic!;
+    const syscalls = a.p.stats.syscalls.read ?? 0;
+    for (let i = 1; i <= 4; i++) {
+      a.dev.raiseVector(0);
+      expect(vgic.counts(0, 32 + 12).raised).toBe(i);
+      expect(vgic.acknowledge(0, 32 + 12)).toBe(true);
+    }
+    expect(eventfdCtxOfFile(a.p.fileOf(efd)!)!.count).toBe(0n);
+    expect(a.host.vfioPciOf(a.rec)!.stats.msixDelivered).toBe(4);
+    expect(a.p.stats.syscalls.read ?? 0).toBe(syscalls);
   });
 });
 
