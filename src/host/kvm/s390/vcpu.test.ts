@@ -232,34 +232,12 @@ describe('KVM_RUN', () => {
     expect(run.s.regs.pft).toBe(KVM_S390_PFAULT_TOKEN_INVALID);
   });
 
-  it('loads the PSW always, the other classes only when kvm_dirty_regs names them, then clears it', () => {
-    const { h, v } = fresh();
-    const r = v.run;
-    r.setU64(RUN.pswMask, 0x0400_0001_8000_0000n);
-    r.setU64(RUN.pswAddr, 0x1234n);
-    r.setU64(RUN.prefix, 0x1_2345_7fffn); // truncated to 32 bits, 8 KiB aligned
-    r.setU64s(RUN.crs, seq(16, 0x10n));
-    r.setU64(RUN.todpr, 0x1_0000_0002n); // 32 bits
-    r.setU64(RUN.cputm, 3n);
-    r.setU64(RUN.ckc, 4n);
-    r.setU64(RUN.pp, 5n);
-    r.setU64(RUN.gbea, 6n);
-    r.setU64(RUN.pft, 7n);
-    r.setU64(RUN.pfs, 8n);
-    r.setU64(RUN.pfc, 9n);
-    r.setU64(RUN.diag318, 10n);
-    r.setU8(RUN.bpbc, KVM_SYNC_REGS_BPBC_BIT | 0x01);
-    // nothing dirty: only the PSW is taken; the rest is overwritten on exit
-    expect(h.run(v)).toBe(-EINTR);
-    expect(v.arch.pswMask).toBe(0x0400_0001_8000_0000n);
-    expect(v.arch.pswAddr).toBe(0x1234n);
-    let s = h.kvmRun(v).s.regs;
-    expect(s.prefix).toBe(0n);
-    expect(s.crs).toEqual(Array(16).fill(0n));
-    expect(s.gbea).toBe(0n);
-    expect(s.pft).toBe(KVM_S390_PFAULT_TOKEN_INVALID);
-    expect(s.bpbc).toBe(0x01); // only the bpbc bit is stored; the reserved bits stay
-
+  /**
+   * Distinct values in the sync-register classes KVM_RUN loads only when dirty: the prefix
+   * (truncated to 32 bits and 8 KiB-aligned on load), CRs, TOD programmable register (32 bits),
+   * the ARCH0 timers, pfault, diag318 and the bpbc byte.
+   */
+  function writeSyncRegs(r: ReturnType<typeof fresh>['v']['run'], bpbc: number): void {
     r.setU64(RUN.prefix, 0x1_2345_7fffn);
     r.setU64s(RUN.crs, seq(16, 0x10n));
     r.setU64(RUN.todpr, 0x1_0000_0002n);
@@ -271,7 +249,27 @@ describe('KVM_RUN', () => {
     r.setU64(RUN.pfs, 8n);
     r.setU64(RUN.pfc, 9n);
     r.setU64(RUN.diag318, 10n);
-    r.setU8(RUN.bpbc, KVM_SYNC_REGS_BPBC_BIT);
+    r.setU8(RUN.bpbc, bpbc);
+  }
+
+  it('loads the PSW always, the other classes only when kvm_dirty_regs names them, then clears it', () => {
+    const { h, v } = fresh();
+    const r = v.run;
+    r.setU64(RUN.pswMask, 0x0400_0001_8000_0000n);
+    r.setU64(RUN.pswAddr, 0x1234n);
+    writeSyncRegs(r, KVM_SYNC_REGS_BPBC_BIT | 0x01);
+    // nothing dirty: only the PSW is taken; the rest is overwritten on exit
+    expect(h.run(v)).toBe(-EINTR);
+    expect(v.arch.pswMask).toBe(0x0400_0001_8000_0000n);
+    expect(v.arch.pswAddr).toBe(0x1234n);
+    let s = h.kvmRun(v).s.regs;
+    expect(s.prefix).toBe(0n);
+    expect(s.crs).toEqual(Array(16).fill(0n));
+    expect(s.gbea).toBe(0n);
+    expect(s.pft).toBe(KVM_S390_PFAULT_TOKEN_INVALID);
+    expect(s.bpbc).toBe(0x01); // only the bpbc bit is stored; the reserved bits stay
+
+    writeSyncRegs(r, KVM_SYNC_REGS_BPBC_BIT);
     r.setU64(
       RUN.dirtyRegs,
       BigInt(
