@@ -7,7 +7,7 @@
 
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { EBADF, EBUSY, EEXIST, EFAULT, EINVAL, EIO, EMFILE, ENODEV } from '../../uapi/errno.ts';
+import { EBADF, EBUSY, EEXIST, EFAULT, EINVAL, EIO, EMFILE, ENODEV, ENOTTY } from '../../uapi/errno.ts';
 import { MAP_PRIVATE, MAP_SHARED, O_CLOEXEC, PROT_READ, PROT_WRITE } from '../../uapi/fcntl.ts';
 import {
   KVM_API_VERSION,
@@ -403,6 +403,38 @@ describe('the vCPU run page', () => {
     const ofd = other.installFd(r.proc.fget(vcpu)!, false);
     expect(other.ioctl(ofd, KVM_RUN, 0)).toBe(-EIO);
     expect(r.proc.ioctl(vcpu, 0x3b71 /* VFIO_GET_API_VERSION */, 0)).toBe(-EINVAL);
+  });
+});
+
+describe('ioctls on the wrong kind of fd', () => {
+  it('each is the errno KVM gives there, and nothing is created', () => {
+    const r = kvmRig();
+    const vm = createVm(r);
+    const vcpu = createVcpu(r.proc, vm, 0);
+    const efd = r.proc.eventfd(0);
+    const region = new Uint8Array(32);
+    const cases: [string, number, number][] = [
+      ['KVM_CREATE_VCPU on /dev/kvm', r.proc.ioctl(r.sys, KVM_CREATE_VCPU, 1), -EINVAL],
+      [
+        'KVM_SET_USER_MEMORY_REGION on /dev/kvm',
+        r.proc.ioctl(r.sys, KVM_SET_USER_MEMORY_REGION, region),
+        -EINVAL,
+      ],
+      ['KVM_CREATE_VM on a VM fd', r.proc.ioctl(vm, KVM_CREATE_VM, 0), -EINVAL],
+      ['KVM_RUN on a VM fd', r.proc.ioctl(vm, KVM_RUN, 0), -EINVAL],
+      ['KVM_CREATE_VCPU on a vCPU fd', r.proc.ioctl(vcpu, KVM_CREATE_VCPU, 1), -EINVAL],
+      [
+        'KVM_SET_USER_MEMORY_REGION on a vCPU fd',
+        r.proc.ioctl(vcpu, KVM_SET_USER_MEMORY_REGION, region),
+        -EINVAL,
+      ],
+      ['KVM_CHECK_EXTENSION on a vCPU fd', r.proc.ioctl(vcpu, KVM_CHECK_EXTENSION, KVM_CAP_IRQFD), -EINVAL],
+      ['KVM_RUN on an eventfd', r.proc.ioctl(efd, KVM_RUN, 0), -ENOTTY],
+    ];
+    for (const [what, got, errno] of cases) expect(got, what).toBe(errno);
+    expect(r.kvm.vms).toHaveLength(1);
+    expect(r.kvm.vms[0]!.vcpus.size).toBe(1);
+    expect(r.kvm.vms[0]!.memslots.slots).toHaveLength(0);
   });
 });
 
