@@ -32,6 +32,8 @@ import {
   PCI_COMMAND,
   PCI_COMMAND_MASTER,
   PCI_COMMAND_MEMORY,
+  PCI_EXP_DEVCTL,
+  PCI_EXP_DEVCTL_BCR_FLR,
   PCI_EXT_CAP_ID,
   PCI_EXT_CAP_ID_PASID,
   PCI_EXT_CAP_NEXT,
@@ -490,6 +492,30 @@ describe('VFIO_DEVICE_SET_IRQS', () => {
     bar0Write32(a, PDMA_RING_TAIL, 1);
     expect(new TextDecoder().decode(a.p.mm.readUser(a.ram + dst, 5))).toBe('vsva!');
     expect(decodeCompletion(a.p.mm.readUser(a.ram + 0x4000, 32)!).status).toBe(CS_SUCCESS);
+    expect(eventfdCtxOfFile(a.p.fileOf(efd)!)!.count).toBe(1n);
+  });
+
+  it('an FLR started through the config region is the same reset: PASID stays enabled, MSI-X keeps working', () => {
+    // Found by the config-write property: DEVCTL's FLR bit reset the function without the PCI
+    // core's save/restore, so PASID Enable was lost.
+    const a = assign({ type: VFIO_TYPE1v2_IOMMU });
+    const efd = a.p.eventfd(0);
+    a.p.ioctl(
+      a.fd,
+      VFIO_DEVICE_SET_IRQS,
+      irqSet(2, VFIO_IRQ_SET_ACTION_TRIGGER | VFIO_IRQ_SET_DATA_EVENTFD, 0, 1, s32(efd)),
+    );
+    cfgWrite16(a, PCI_COMMAND, PCI_COMMAND_MEMORY);
+    bar0Write32(a, PDMA_RING_SIZE, 16);
+    const devctl = a.dev.caps.exp + PCI_EXP_DEVCTL;
+    expect(cfgWrite16(a, devctl, PCI_EXP_DEVCTL_BCR_FLR)).toBe(2);
+    expect(bar0Read32(a, PDMA_RING_SIZE)).toBe(0);
+    expect(a.dev.pasidEnabled).toBe(true);
+    expect(a.dev.msixEnabled).toBe(true);
+    const back = regionRead(a, VFIO_PCI_CONFIG_REGION_INDEX, devctl, 2) as Uint8Array;
+    expect((back[0]! | (back[1]! << 8)) & PCI_EXP_DEVCTL_BCR_FLR).toBe(0);
+    cfgWrite16(a, PCI_COMMAND, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
+    a.dev.raiseVector(0);
     expect(eventfdCtxOfFile(a.p.fileOf(efd)!)!.count).toBe(1n);
   });
 

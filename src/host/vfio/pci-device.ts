@@ -206,7 +206,12 @@ export class VfioPciDevice implements VfioDeviceOps {
     pci.clearMaster(this.fn);
     pci.enable(this.fn);
     pci.resetFunction(this.fn);
-    this.config = new VfioPciConfig(this.fn, { exposePasid: this.options.exposePasid });
+    // An FLR the user starts through config space (PCIe DEVCTL or AF) is pci_try_reset_function,
+    // the same path as VFIO_DEVICE_RESET: the host PCI core saves and restores around it.
+    this.config = new VfioPciConfig(this.fn, {
+      exposePasid: this.options.exposePasid,
+      core: { resetFunction: () => void this.reset() },
+    });
     this.msixCap = pciFindCapability(this.fn, PCI_CAP_ID_MSIX);
     if (this.msixCap !== 0) {
       const table = this.fn.configRead(this.msixCap + PCI_MSIX_TABLE, 4);
