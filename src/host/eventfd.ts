@@ -26,7 +26,7 @@
  *   "eventfd-count".
  */
 
-import { EAGAIN, EFAULT, EINVAL, ENOMEM } from '../uapi/errno.ts';
+import { EAGAIN, EBADF, EFAULT, EINVAL, ENOMEM } from '../uapi/errno.ts';
 import {
   EFD_AUTORESET,
   EFD_FLAGS_SET,
@@ -271,6 +271,20 @@ function ctxOf(f: File): EventfdCtx {
 /** eventfd_fget / eventfd_ctx_fileget: the context behind a file, if it is an eventfd. */
 export function eventfdCtxOfFile(f: File): EventfdCtx | undefined {
   return f.ops === eventfdFops ? (f.priv as EventfdCtx) : undefined;
+}
+
+/**
+ * eventfd_ctx_fdget: the eventfd context behind `fd` in a process's fd table; -EBADF when the fd
+ * is not open, -EINVAL when its file is not an eventfd. No reference is taken: a caller that keeps
+ * the context calls `get()` on it.
+ */
+export function eventfdCtxFdget(
+  fds: { fileOf(fd: number): File | undefined },
+  fd: number,
+): EventfdCtx | number {
+  const f = fds.fileOf(fd);
+  if (f === undefined) return -EBADF;
+  return eventfdCtxOfFile(f) ?? -EINVAL;
 }
 
 export interface EventfdCreateOptions {

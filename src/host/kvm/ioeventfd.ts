@@ -19,7 +19,7 @@
  * either way), and the io-bus device limit (ioeventfds do not count against it).
  */
 
-import { EBADF, EEXIST, EINVAL, ENOENT } from '../../uapi/errno.ts';
+import { EEXIST, EINVAL, ENOENT } from '../../uapi/errno.ts';
 import {
   KVM_IOEVENTFD_FLAG_DATAMATCH,
   KVM_IOEVENTFD_FLAG_DEASSIGN,
@@ -28,7 +28,7 @@ import {
   KVM_IOEVENTFD_VALID_FLAG_MASK,
   kvm_ioeventfd,
 } from '../../uapi/kvm.ts';
-import { type EventfdCtx, eventfdCtxOfFile } from '../eventfd.ts';
+import { type EventfdCtx, eventfdCtxFdget } from '../eventfd.ts';
 import type { Process } from '../kernel/process.ts';
 
 /** enum kvm_bus, for the buses an ioeventfd can sit on. */
@@ -75,7 +75,7 @@ export class IoeventfdSet {
     if (a.addr + BigInt(a.len) > U64_MAX) return -EINVAL;
     if ((a.flags & ~KVM_IOEVENTFD_VALID_FLAG_MASK) !== 0) return -EINVAL;
     if (a.len === 0 && (a.flags & KVM_IOEVENTFD_FLAG_DATAMATCH) !== 0) return -EINVAL;
-    const ctx = this.eventfdOf(proc, a.fd);
+    const ctx = eventfdCtxFdget(proc, a.fd);
     if (typeof ctx === 'number') return ctx;
     const wildcard = (a.flags & KVM_IOEVENTFD_FLAG_DATAMATCH) === 0;
     const p: Ioeventfd = {
@@ -94,7 +94,7 @@ export class IoeventfdSet {
   }
 
   private deassign(proc: Process, a: ReturnType<typeof kvm_ioeventfd.decode>): number {
-    const ctx = this.eventfdOf(proc, a.fd);
+    const ctx = eventfdCtxFdget(proc, a.fd);
     if (typeof ctx === 'number') return ctx;
     const bus = busOf(a.flags);
     const wildcard = (a.flags & KVM_IOEVENTFD_FLAG_DATAMATCH) === 0;
@@ -110,15 +110,6 @@ export class IoeventfdSet {
     if (p === undefined) return -ENOENT;
     this.remove(p);
     return 0;
-  }
-
-  /** eventfd_ctx_fdget: the eventfd behind `fd`, or -EBADF / -EINVAL. */
-  private eventfdOf(proc: Process, fd: number): EventfdCtx | number {
-    const f = proc.fget(fd);
-    if (f === undefined) return -EBADF;
-    const ctx = eventfdCtxOfFile(f);
-    f.put();
-    return ctx ?? -EINVAL;
   }
 
   private remove(p: Ioeventfd): void {

@@ -31,10 +31,10 @@
  *   as Linux's irqfd_inject does with no routing entry; `stats.dropped` counts them.
  */
 
-import { EAGAIN, EBADF, EBUSY, EINVAL } from '../../uapi/errno.ts';
+import { EAGAIN, EBUSY, EINVAL } from '../../uapi/errno.ts';
 import { KVM_IRQFD_FLAG_DEASSIGN, KVM_IRQFD_FLAG_RESAMPLE, kvm_irqfd } from '../../uapi/kvm.ts';
 import { EPOLLHUP, EPOLLIN } from '../../uapi/poll.ts';
-import { type EventfdCtx, eventfdCtxOfFile } from '../eventfd.ts';
+import { type EventfdCtx, eventfdCtxFdget } from '../eventfd.ts';
 import type { Process } from '../kernel/process.ts';
 import { WaitEntry } from '../kernel/waitqueue.ts';
 import type { KvmVmArch } from './arch.ts';
@@ -124,33 +124,21 @@ export class IrqfdSet {
 
   private assign(proc: Process, fd: number, gsi: number, flags: number): number {
     if (!(this.arch.intcInitialized?.() ?? true)) return -EAGAIN;
-    const f = proc.fget(fd);
-    if (f === undefined) return -EBADF;
-    try {
-      const ctx = eventfdCtxOfFile(f);
-      if (ctx === undefined) return -EINVAL;
-      if ((flags & KVM_IRQFD_FLAG_RESAMPLE) !== 0) return -EINVAL;
-      if (this.items.some((i) => i.eventfd === ctx)) return -EBUSY;
-      const irqfd = new Irqfd(this.arch, gsi, ctx.get(), (i) => this.forget(i));
-      this.items.push(irqfd);
-      irqfd.start();
-      return 0;
-    } finally {
-      f.put();
-    }
+    const ctx = eventfdCtxFdget(proc, fd);
+    if (typeof ctx === 'number') return ctx;
+    if ((flags & KVM_IRQFD_FLAG_RESAMPLE) !== 0) return -EINVAL;
+    if (this.items.some((i) => i.eventfd === ctx)) return -EBUSY;
+    const irqfd = new Irqfd(this.arch, gsi, ctx.get(), (i) => this.forget(i));
+    this.items.push(irqfd);
+    irqfd.start();
+    return 0;
   }
 
   private deassign(proc: Process, fd: number, gsi: number): number {
-    const f = proc.fget(fd);
-    if (f === undefined) return -EBADF;
-    try {
-      const ctx = eventfdCtxOfFile(f);
-      if (ctx === undefined) return -EINVAL;
-      for (const i of [...this.items]) if (i.eventfd === ctx && i.gsi === gsi) i.deactivate();
-      return 0;
-    } finally {
-      f.put();
-    }
+    const ctx = eventfdCtxFdget(proc, fd);
+    if (typeof ctx === 'number') return ctx;
+    for (const i of [...this.items]) if (i.eventfd === ctx && i.gsi === gsi) i.deactivate();
+    return 0;
   }
 
   private forget(i: Irqfd): void {

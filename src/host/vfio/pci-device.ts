@@ -38,7 +38,7 @@ import {
   PCI_MSIX_TABLE_OFFSET,
 } from '../../hw/pci/regs.ts';
 import type { MsiController } from '../../hw/platform/msi-controller.ts';
-import { EBADF, EFAULT, EINVAL, EIO, ENOENT, ENOSPC, ENOTTY } from '../../uapi/errno.ts';
+import { EFAULT, EINVAL, EIO, ENOENT, ENOSPC, ENOTTY } from '../../uapi/errno.ts';
 import { IOMMU_FAULT_DMA_UNRECOV, iommu_fault } from '../../uapi/iommu.ts';
 import {
   VFIO_DEVICE_GET_INFO,
@@ -95,7 +95,7 @@ import {
   vfioPciOffsetToIndex,
 } from '../../uapi/vfio-device.ts';
 import { VfioInfoCap } from '../../uapi/vfio-type1.ts';
-import { type EventfdCtx, eventfdCtxOfFile } from '../eventfd.ts';
+import { type EventfdCtx, eventfdCtxFdget } from '../eventfd.ts';
 import type { IommuCore } from '../iommu/core.ts';
 import type { IommuDevice, IommuFault } from '../iommu/types.ts';
 import type { Kernel } from '../kernel/kernel.ts';
@@ -486,12 +486,10 @@ export class VfioPciDevice implements VfioDeviceOps {
     }
   }
 
-  /** eventfd_ctx_fdget: -EBADF for a bad fd, -EINVAL for a file that is not an eventfd. */
+  /** eventfd_ctx_fdget, with the reference the trigger keeps. */
   private eventfdOf(proc: Process, fd: number): EventfdCtx | number {
-    const f = proc.fileOf(fd);
-    if (f === undefined) return -EBADF;
-    const ctx = eventfdCtxOfFile(f);
-    return ctx === undefined ? -EINVAL : ctx.get();
+    const ctx = eventfdCtxFdget(proc, fd);
+    return typeof ctx === 'number' ? ctx : ctx.get();
   }
 
   /** vfio_pci_set_ctx_trigger_single (ERR, REQ, and the series' DMA fault IRQ). */
