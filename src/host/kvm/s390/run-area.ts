@@ -71,7 +71,7 @@ export class S390RunView {
   }
 
   u8(off: number): number {
-    return this.area.read(off, 1)[0]!;
+    return this.area.u8(off);
   }
 
   setU8(off: number, v: number): void {
@@ -79,13 +79,11 @@ export class S390RunView {
   }
 
   u32(off: number): number {
-    return new DataView(this.area.read(off, 4).buffer).getUint32(0, true);
+    return this.area.u32(off);
   }
 
   setU32(off: number, v: number): void {
-    const b = new Uint8Array(4);
-    new DataView(b.buffer).setUint32(0, v >>> 0, true);
-    this.area.write(off, b);
+    this.area.setU32(off, v);
   }
 
   u64(off: number): bigint {
