@@ -10,6 +10,7 @@
  */
 
 import { EFAULT, EINVAL } from '../uapi/errno.ts';
+import type { Fields, StructLayout, StructValue } from '../uapi/layout.ts';
 
 /** Anything that holds user bytes at addresses. */
 export interface UserMemory {
@@ -79,6 +80,12 @@ export class UserPtr {
   /** copy_from_user: `len` bytes, or undefined (EFAULT). */
   copyFrom(len: number): Uint8Array | undefined {
     return this.mem.readUser(this.addr, len);
+  }
+
+  /** copy_from_user of a whole struct, decoded; undefined (EFAULT) when it cannot be read. */
+  copyStruct<F extends Fields>(layout: StructLayout<F>): StructValue<F> | undefined {
+    const b = this.copyFrom(layout.size);
+    return b === undefined ? undefined : layout.decode(b);
   }
 
   /** copy_to_user: true, or false (EFAULT) with nothing written. */

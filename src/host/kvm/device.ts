@@ -45,9 +45,8 @@ export class KvmDevice {
     if (proc.mm !== this.vm.mm) return -EIO;
     if (request !== KVM_SET_DEVICE_ATTR && request !== KVM_GET_DEVICE_ATTR && request !== KVM_HAS_DEVICE_ATTR)
       return -ENOTTY;
-    const b = arg.ptr.copyFrom(kvm_device_attr.size);
-    if (b === undefined) return -EFAULT;
-    const a = kvm_device_attr.decode(b);
+    const a = arg.ptr.copyStruct(kvm_device_attr);
+    if (a === undefined) return -EFAULT;
     const attr: KvmDeviceAttr = {
       flags: a.flags,
       group: a.group,
@@ -78,9 +77,8 @@ export function kvmCreateDevice(
   devices: KvmDevice[],
   hold: () => void,
 ): number {
-  const b = arg.ptr.copyFrom(kvm_create_device.size);
-  if (b === undefined) return -EFAULT;
-  const cd = kvm_create_device.decode(b);
+  const cd = arg.ptr.copyStruct(kvm_create_device);
+  if (cd === undefined) return -EFAULT;
   const test = (cd.flags & KVM_CREATE_DEVICE_TEST) !== 0;
   const made = vm.arch.createDevice?.(cd.type, test) ?? -ENODEV;
   if (typeof made === 'number') return made;

@@ -26,10 +26,14 @@ import {
   KVM_IOEVENTFD_FLAG_PIO,
   KVM_IOEVENTFD_FLAG_VIRTIO_CCW_NOTIFY,
   KVM_IOEVENTFD_VALID_FLAG_MASK,
-  kvm_ioeventfd,
+  type kvm_ioeventfd,
 } from '../../uapi/kvm.ts';
+import type { StructValue } from '../../uapi/layout.ts';
 import { type EventfdCtx, eventfdCtxFdget } from '../eventfd.ts';
 import type { Process } from '../kernel/process.ts';
+
+/** struct kvm_ioeventfd as user space passed it. */
+type IoeventfdArgs = StructValue<typeof kvm_ioeventfd.fields>;
 
 /** enum kvm_bus, for the buses an ioeventfd can sit on. */
 export type KvmBus = 'mmio' | 'pio' | 'virtio-ccw-notify';
@@ -64,13 +68,12 @@ export class IoeventfdSet {
   }
 
   /** KVM_IOEVENTFD with its argument already copied in. */
-  ioctl(proc: Process, argBytes: Uint8Array): number {
-    const a = kvm_ioeventfd.decode(argBytes);
+  ioctl(proc: Process, a: IoeventfdArgs): number {
     if ((a.flags & KVM_IOEVENTFD_FLAG_DEASSIGN) !== 0) return this.deassign(proc, a);
     return this.assign(proc, a);
   }
 
-  private assign(proc: Process, a: ReturnType<typeof kvm_ioeventfd.decode>): number {
+  private assign(proc: Process, a: IoeventfdArgs): number {
     if (![0, 1, 2, 4, 8].includes(a.len)) return -EINVAL;
     if (a.addr + BigInt(a.len) > U64_MAX) return -EINVAL;
     if ((a.flags & ~KVM_IOEVENTFD_VALID_FLAG_MASK) !== 0) return -EINVAL;
@@ -93,7 +96,7 @@ export class IoeventfdSet {
     return 0;
   }
 
-  private deassign(proc: Process, a: ReturnType<typeof kvm_ioeventfd.decode>): number {
+  private deassign(proc: Process, a: IoeventfdArgs): number {
     const ctx = eventfdCtxFdget(proc, a.fd);
     if (typeof ctx === 'number') return ctx;
     const bus = busOf(a.flags);

@@ -32,7 +32,8 @@
  */
 
 import { EAGAIN, EBUSY, EINVAL } from '../../uapi/errno.ts';
-import { KVM_IRQFD_FLAG_DEASSIGN, KVM_IRQFD_FLAG_RESAMPLE, kvm_irqfd } from '../../uapi/kvm.ts';
+import { KVM_IRQFD_FLAG_DEASSIGN, KVM_IRQFD_FLAG_RESAMPLE, type kvm_irqfd } from '../../uapi/kvm.ts';
+import type { StructValue } from '../../uapi/layout.ts';
 import { EPOLLHUP, EPOLLIN } from '../../uapi/poll.ts';
 import { type EventfdCtx, eventfdCtxFdget } from '../eventfd.ts';
 import type { Process } from '../kernel/process.ts';
@@ -115,8 +116,7 @@ export class IrqfdSet {
   }
 
   /** KVM_IRQFD with its argument already copied in. */
-  ioctl(proc: Process, argBytes: Uint8Array): number {
-    const args = kvm_irqfd.decode(argBytes);
+  ioctl(proc: Process, args: StructValue<typeof kvm_irqfd.fields>): number {
     if ((args.flags & ~(KVM_IRQFD_FLAG_DEASSIGN | KVM_IRQFD_FLAG_RESAMPLE)) !== 0) return -EINVAL;
     if ((args.flags & KVM_IRQFD_FLAG_DEASSIGN) !== 0) return this.deassign(proc, args.fd | 0, args.gsi);
     return this.assign(proc, args.fd | 0, args.gsi, args.flags);

@@ -85,26 +85,23 @@ export class KvmVm {
       case KVM_CREATE_VCPU:
         return this.createVcpu(proc, arg.value % 2 ** 32);
       case KVM_ENABLE_CAP: {
-        const b = arg.ptr.copyFrom(kvm_enable_cap.size);
-        if (b === undefined) return -EFAULT;
-        const c = kvm_enable_cap.decode(b);
+        const c = arg.ptr.copyStruct(kvm_enable_cap);
+        if (c === undefined) return -EFAULT;
         return this.arch.enableCap?.(c.cap, c.flags, c.args) ?? -EINVAL;
       }
       case KVM_SET_USER_MEMORY_REGION: {
-        const b = arg.ptr.copyFrom(kvm_userspace_memory_region.size);
-        if (b === undefined) return -EFAULT;
-        const r = this.memslots.set(kvm_userspace_memory_region.decode(b));
+        const region = arg.ptr.copyStruct(kvm_userspace_memory_region);
+        if (region === undefined) return -EFAULT;
+        const r = this.memslots.set(region);
         return typeof r === 'number' ? r : 0;
       }
       case KVM_IRQFD: {
-        const b = arg.ptr.copyFrom(kvm_irqfd.size);
-        if (b === undefined) return -EFAULT;
-        return this.irqfds.ioctl(proc, b);
+        const a = arg.ptr.copyStruct(kvm_irqfd);
+        return a === undefined ? -EFAULT : this.irqfds.ioctl(proc, a);
       }
       case KVM_IOEVENTFD: {
-        const b = arg.ptr.copyFrom(kvm_ioeventfd.size);
-        if (b === undefined) return -EFAULT;
-        return this.ioeventfds.ioctl(proc, b);
+        const a = arg.ptr.copyStruct(kvm_ioeventfd);
+        return a === undefined ? -EFAULT : this.ioeventfds.ioctl(proc, a);
       }
       case KVM_CREATE_DEVICE:
         return kvmCreateDevice(this, proc, arg, this.devices, () => this.refs++);

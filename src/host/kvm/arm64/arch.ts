@@ -193,9 +193,8 @@ export class Arm64Vm implements KvmVmArch {
   vmIoctl(_proc: Process, request: number, arg: IoctlArg): number {
     switch (request) {
       case KVM_IRQ_LINE: {
-        const b = arg.ptr.copyFrom(kvm_irq_level.size);
-        if (b === undefined) return -EFAULT;
-        const l = kvm_irq_level.decode(b);
+        const l = arg.ptr.copyStruct(kvm_irq_level);
+        if (l === undefined) return -EFAULT;
         return this.irqLine(l.irq, l.level !== 0);
       }
       case KVM_ARM_PREFERRED_TARGET:

@@ -137,17 +137,15 @@ export class Arm64Vcpu implements KvmVcpuArch {
       case KVM_RUN:
         return this.runOnce();
       case KVM_ARM_VCPU_INIT: {
-        const b = arg.ptr.copyFrom(kvm_vcpu_init.size);
-        if (b === undefined) return -EFAULT;
-        const init = kvm_vcpu_init.decode(b);
+        const init = arg.ptr.copyStruct(kvm_vcpu_init);
+        if (init === undefined) return -EFAULT;
         return this.init(init.target, init.features);
       }
       case KVM_GET_ONE_REG:
       case KVM_SET_ONE_REG: {
         if (!this.initialized) return -ENOEXEC;
-        const b = arg.ptr.copyFrom(kvm_one_reg.size);
-        if (b === undefined) return -EFAULT;
-        const r = kvm_one_reg.decode(b);
+        const r = arg.ptr.copyStruct(kvm_one_reg);
+        if (r === undefined) return -EFAULT;
         const uaddr = UserPtr.fromU64(proc.mm, r.addr);
         return request === KVM_GET_ONE_REG ? this.getReg(r.id, uaddr) : this.setReg(r.id, uaddr);
       }
@@ -241,9 +239,9 @@ export class Arm64Vcpu implements KvmVcpuArch {
   /** KVM_GET_REG_LIST: the count back in `n`; E2BIG when the caller's room is short. */
   private regList(ptr: UserPtr): number {
     if (!this.initialized) return -ENOEXEC;
-    const b = ptr.copyFrom(kvm_reg_list.size);
-    if (b === undefined) return -EFAULT;
-    const room = kvm_reg_list.decode(b).n;
+    const list = ptr.copyStruct(kvm_reg_list);
+    if (list === undefined) return -EFAULT;
+    const room = list.n;
     const n = BigInt(CORE_REG_IDS.length);
     if (!ptr.copyTo(kvm_reg_list.encode({ n }))) return -EFAULT;
     if (room < n) return -E2BIG;

@@ -94,7 +94,7 @@ import {
   kvm_translation,
   VCPU_IRQS_MAX_BUF,
 } from '../../../uapi/kvm-s390.ts';
-import type { Fields, StructLayout, StructValue } from '../../../uapi/layout.ts';
+import type { StructValue } from '../../../uapi/layout.ts';
 import type { Process } from '../../kernel/process.ts';
 import { type IoctlArg, UserPtr } from '../../uaccess.ts';
 import type { KvmRunArea, KvmVcpuArch } from '../arch.ts';
@@ -145,13 +145,6 @@ export interface S390VcpuSnapshot {
   readonly run: Uint8Array;
   readonly userCpuStateCtrl: boolean;
   readonly cssSupport: boolean;
-}
-
-// ---------------------------------------------------------------- user-copy helpers
-
-function copyIn<F extends Fields>(ptr: UserPtr, layout: StructLayout<F>): StructValue<F> | undefined {
-  const b = ptr.copyFrom(layout.size);
-  return b === undefined ? undefined : layout.decode(b);
 }
 
 // ---------------------------------------------------------------- ONE_REG table
@@ -447,7 +440,7 @@ export class S390Vcpu implements KvmVcpuArch, S390ResetTarget {
   }
 
   private setRegs(arg: IoctlArg): number {
-    const regs = copyIn(arg.ptr, kvm_regs);
+    const regs = arg.ptr.copyStruct(kvm_regs);
     if (regs === undefined) return -EFAULT;
     this.run.setU64s(RUN.gprs, regs.gprs);
     return 0;
@@ -461,7 +454,7 @@ export class S390Vcpu implements KvmVcpuArch, S390ResetTarget {
   }
 
   private setSregs(arg: IoctlArg): number {
-    const sregs = copyIn(arg.ptr, kvm_sregs);
+    const sregs = arg.ptr.copyStruct(kvm_sregs);
     if (sregs === undefined) return -EFAULT;
     this.run.setBytes(RUN.acrs, kvm_sregs.encode({ acrs: sregs.acrs }).subarray(0, RUN_SIZE.acrs));
     this.arch.gcr = [...sregs.crs];
@@ -482,7 +475,7 @@ export class S390Vcpu implements KvmVcpuArch, S390ResetTarget {
 
   /** convert_fp_to_vx: the FPRs replace the VRs' first doublewords; their second ones stay. */
   private setFpu(arg: IoctlArg): number {
-    const fpu = copyIn(arg.ptr, kvm_fpu);
+    const fpu = arg.ptr.copyStruct(kvm_fpu);
     if (fpu === undefined) return -EFAULT;
     this.run.setU32(RUN.fpc, fpu.fpc);
     fpu.fprs.forEach((f, n) => {
@@ -499,7 +492,7 @@ export class S390Vcpu implements KvmVcpuArch, S390ResetTarget {
    * register as it was (Linux get_user()s straight into the register).
    */
   private oneReg(proc: Process, arg: IoctlArg, set: boolean): number {
-    const reg = copyIn(arg.ptr, kvm_one_reg);
+    const reg = arg.ptr.copyStruct(kvm_one_reg);
     if (reg === undefined) return -EFAULT;
     const spec = ONE_REGS.get(reg.id);
     if (spec === undefined) return -EINVAL;
@@ -534,7 +527,7 @@ export class S390Vcpu implements KvmVcpuArch, S390ResetTarget {
    * kept because it is the ioctl's documented side effect.
    */
   private setMpState(arg: IoctlArg): number {
-    const mp = copyIn(arg.ptr, kvm_mp_state);
+    const mp = arg.ptr.copyStruct(kvm_mp_state);
     if (mp === undefined) return -EFAULT;
     this.vm.userCpuStateCtrl = true;
     switch (mp.mp_state) {
@@ -551,7 +544,7 @@ export class S390Vcpu implements KvmVcpuArch, S390ResetTarget {
 
   /** KVM_S390_SET_INITIAL_PSW: only a stopped CPU (else -EBUSY); it goes to kvm_run's PSW. */
   private setInitialPsw(arg: IoctlArg): number {
-    const psw = copyIn(arg.ptr, kvm_s390_psw);
+    const psw = arg.ptr.copyStruct(kvm_s390_psw);
     if (psw === undefined) return -EFAULT;
     if (!this.arch.stopped) return -EBUSY;
     this.run.setU64(RUN.pswMask, psw.mask);
@@ -561,7 +554,7 @@ export class S390Vcpu implements KvmVcpuArch, S390ResetTarget {
 
   /** KVM_ENABLE_CAP on a vCPU: flags must be 0; only KVM_CAP_S390_CSS_SUPPORT exists. */
   private enableCap(arg: IoctlArg): number {
-    const cap = copyIn(arg.ptr, kvm_enable_cap);
+    const cap = arg.ptr.copyStruct(kvm_enable_cap);
     if (cap === undefined) return -EFAULT;
     if (cap.flags !== 0) return -EINVAL;
     if (cap.cap !== KVM_CAP_S390_CSS_SUPPORT) return -EINVAL;
@@ -577,14 +570,14 @@ export class S390Vcpu implements KvmVcpuArch, S390ResetTarget {
 
   /** KVM_S390_IRQ */
   private s390Irq(arg: IoctlArg): number {
-    const irq = copyIn(arg.ptr, kvm_s390_irq);
+    const irq = arg.ptr.copyStruct(kvm_s390_irq);
     if (irq === undefined) return -EFAULT;
     return this.irqs.inject(irq, this.injectContext());
   }
 
   /** KVM_S390_INTERRUPT on a vCPU: the older struct, converted, then injected. */
   private s390Interrupt(arg: IoctlArg): number {
-    const s = copyIn(arg.ptr, kvm_s390_interrupt);
+    const s = arg.ptr.copyStruct(kvm_s390_interrupt);
     if (s === undefined) return -EFAULT;
     const irq = s390intToS390irq(s);
     if (typeof irq === 'number') return irq;
@@ -601,7 +594,7 @@ export class S390Vcpu implements KvmVcpuArch, S390ResetTarget {
    * commits it only if every record is accepted, so a refused call changes nothing.
    */
   private setIrqState(proc: Process, arg: IoctlArg): number {
-    const st = copyIn(arg.ptr, kvm_s390_irq_state);
+    const st = arg.ptr.copyStruct(kvm_s390_irq_state);
     if (st === undefined) return -EFAULT;
     const len = st.len;
     if (len > VCPU_IRQS_MAX_BUF || len === 0 || len % kvm_s390_irq.size !== 0) return -EINVAL;
@@ -624,7 +617,7 @@ export class S390Vcpu implements KvmVcpuArch, S390ResetTarget {
    * in the user's buffer. Returns the number of bytes stored.
    */
   private getIrqState(proc: Process, arg: IoctlArg): number {
-    const st = copyIn(arg.ptr, kvm_s390_irq_state);
+    const st = arg.ptr.copyStruct(kvm_s390_irq_state);
     if (st === undefined) return -EFAULT;
     if (st.len === 0) return -EINVAL;
     const base = UserPtr.fromU64(proc.mm, st.buf);
