@@ -73,8 +73,11 @@ export interface Arm64KvmOptions {
   readonly hostCpus?: number;
 }
 
-/** Capabilities with the same answer with or without a VM. */
-function commonExtension(cap: number, ipaLimit: number, hostCpus: number): number | undefined {
+/**
+ * KVM_CHECK_EXTENSION on arm64: the same answer with or without a VM (a VM's vCPU limit is the
+ * GICv3's, VGIC_V3_MAX_CPUS, from its creation).
+ */
+function arm64Extension(cap: number, ipaLimit: number, hostCpus: number): number {
   switch (cap) {
     case KVM_CAP_IRQCHIP:
     case KVM_CAP_IOEVENTFD:
@@ -90,8 +93,11 @@ function commonExtension(cap: number, ipaLimit: number, hostCpus: number): numbe
       return hostCpus;
     case KVM_CAP_ARM_VM_IPA_SIZE:
       return ipaLimit;
+    case KVM_CAP_MAX_VCPUS:
+    case KVM_CAP_MAX_VCPU_ID:
+      return VGIC_V3_MAX_CPUS;
     default:
-      return undefined;
+      return 0;
   }
 }
 
@@ -117,8 +123,7 @@ export class Arm64Vm implements KvmVmArch {
   }
 
   checkExtension(cap: number): number {
-    if (cap === KVM_CAP_MAX_VCPUS || cap === KVM_CAP_MAX_VCPU_ID) return this.maxVcpus;
-    return commonExtension(cap, this.ipaLimit, this.hostCpus) ?? 0;
+    return arm64Extension(cap, this.ipaLimit, this.hostCpus);
   }
 
   // ------------------------------------------------------------ vCPUs
@@ -175,14 +180,11 @@ export class Arm64Vm implements KvmVmArch {
     if (this.vgic !== undefined) return -EEXIST;
     if (this.vcpus.some((v) => v.hasRunOnce)) return -EBUSY;
     if (this.vcpus.length > VGIC_V3_MAX_CPUS) return -E2BIG;
-    const vms = this.vcpus;
+    const vcpus = this.vcpus;
     const g = new VgicV3({
       ipaBits: this.ipaBits,
       get onlineVcpus() {
-        return vms.length;
-      },
-      get createdVcpus() {
-        return vms.length;
+        return vcpus.length;
       },
     });
     for (let i = 0; i < this.vcpus.length; i++) g.addVcpu();
@@ -248,10 +250,7 @@ export function arm64Arch(opts: Arm64KvmOptions = {}): KvmArch {
     vcpuMmapSize: PAGE_SIZE,
     memSlots: 512,
     readonlyMem: true,
-    checkExtension(cap: number): number {
-      if (cap === KVM_CAP_MAX_VCPUS || cap === KVM_CAP_MAX_VCPU_ID) return VGIC_V3_MAX_CPUS;
-      return commonExtension(cap, ipaLimit, hostCpus) ?? 0;
-    },
+    checkExtension: (cap: number): number => arm64Extension(cap, ipaLimit, hostCpus),
     createVm(type: number): KvmVmArch | number {
       if (!Number.isInteger(type) || type < 0 || type > KVM_VM_TYPE_ARM_IPA_SIZE_MASK) return -EINVAL;
       let bits = type & KVM_VM_TYPE_ARM_IPA_SIZE_MASK;

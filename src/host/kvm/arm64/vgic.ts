@@ -91,8 +91,6 @@ export interface VgicHost {
   readonly ipaBits: number;
   /** vCPUs created so far (online). */
   readonly onlineVcpus: number;
-  /** vCPUs being created (created_vcpus); equal to onlineVcpus outside KVM_CREATE_VCPU. */
-  readonly createdVcpus: number;
 }
 
 export class VgicV3 implements KvmDeviceArch {
@@ -122,10 +120,12 @@ export class VgicV3 implements KvmDeviceArch {
     this.privates.pop();
   }
 
-  /** vgic_init: fixes the SPI count and sets up the default routing. 0 or -EBUSY. */
+  /**
+   * vgic_init: fixes the SPI count and sets up the default routing. Linux's EBUSY for a vCPU
+   * still being created cannot arise here: KVM_CREATE_VCPU completes within its own call.
+   */
   init(): number {
     if (this.initialized) return 0;
-    if (this.host.createdVcpus !== this.host.onlineVcpus) return -EBUSY;
     if (this.nrSpis === 0) this.nrSpis = VGIC_NR_IRQS_LEGACY - VGIC_NR_PRIVATE_IRQS;
     this.spis = new IrqBank(this.nrSpis, 0, 0);
     this.initialized = true;
