@@ -34,6 +34,7 @@ import {
   KVM_REG_SIZE_U64,
   KVM_REG_SIZE_U128,
   KVM_RUN,
+  KVM_RUN_EXIT_OFFSET,
   KVM_S390_CLEAR_RESET,
   KVM_S390_INITIAL_RESET,
   KVM_S390_NORMAL_RESET,
@@ -54,6 +55,7 @@ import {
   kvm_reg_list,
   kvm_regs_arm64,
   kvm_run,
+  kvm_run_mmio,
   kvm_userspace_memory_region,
   kvm_vcpu_init,
   kvmRegSize,
@@ -180,6 +182,16 @@ describe('generic struct layouts (include/uapi/linux/kvm.h)', () => {
       ['attr', 8, 8],
       ['addr', 16, 8],
     ]);
+  });
+
+  it('kvm_run.mmio: phys_addr, data[8], len, is_write — 24 bytes at exit offset 32', () => {
+    expectLayout(kvm_run_mmio, 24, 8, [
+      ['phys_addr', 0, 8],
+      ['data', 8, 8],
+      ['len', 16, 4],
+      ['is_write', 20, 1],
+    ]);
+    expect(KVM_RUN_EXIT_OFFSET).toBe(kvm_run.offsetof('exit'));
   });
 
   it('kvm_run (non-s390): sync registers at 304, 2352 bytes', () => {

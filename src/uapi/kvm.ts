@@ -90,6 +90,21 @@ export const kvm_run = defineStruct('kvm_run', 2352, {
 });
 export const SYNC_REGS_SIZE_BYTES = 2048;
 
+/**
+ * The `mmio` member of kvm_run's exit union (KVM_EXIT_MMIO), at kvm_run offset 32: the guest
+ * accessed `phys_addr` with no memory slot and no in-kernel device there. For a write `data` holds
+ * the `len` bytes stored; for a read user space puts the value in `data` before the next KVM_RUN,
+ * which completes the load (kvm_handle_mmio_return).
+ */
+export const kvm_run_mmio = defineStruct('kvm_run.mmio', 24, {
+  phys_addr: u64(0),
+  data: bytes(8, 8),
+  len: u32(16),
+  is_write: u8(20),
+});
+/** Offset of the exit union in struct kvm_run (non-s390). */
+export const KVM_RUN_EXIT_OFFSET = 32;
+
 // ---------------------------------------------------------------- §4: s390 vCPU resets (Linux 5.6)
 
 /** _IO(KVMIO, 0x97): pre-existing, no capability needed. */

@@ -82,6 +82,11 @@ export class Mm implements UserMemory {
   /** Backing blocks unmapped while pinned: freed at the last unpin. */
   private readonly orphans = new Map<number, { bytes: number; pagesLeft: number }>();
   readonly stats: MmStats = { residentBytes: 0, pageFaults: 0, pinnedPages: 0 };
+  /**
+   * Bumped whenever a mapping goes away (munmap, MAP_FIXED over it, exit): a cache of
+   * translations (KVM's view of guest memory) is stale when it changed (an mmu notifier, reduced).
+   */
+  generation = 0;
 
   /** mm->locked_vm: pages charged against RLIMIT_MEMLOCK (by VFIO's pinning, for instance). */
   lockedVm = 0;
@@ -226,6 +231,7 @@ export class Mm implements UserMemory {
   }
 
   private unmapRange(start: number, end: number): void {
+    this.generation++;
     const keep: Vma[] = [];
     for (const v of this.vmas) {
       if (v.end <= start || v.start >= end) {

@@ -12,6 +12,7 @@
 import type { PhysMem } from '../../hw/memory.ts';
 import type { Process } from '../kernel/process.ts';
 import type { IoctlArg, UserPtr } from '../uaccess.ts';
+import type { KvmBus } from './ioeventfd.ts';
 
 export type KvmArchName = 'arm64' | 's390x';
 
@@ -65,6 +66,12 @@ export class KvmRunArea {
   }
 }
 
+/** The generic VM's in-kernel I/O bus, as a vCPU's guest accesses reach it (ioeventfds). */
+export interface KvmVcpuIo {
+  /** A guest write that left the guest as an I/O access: true when an ioeventfd took it. */
+  ioWrite(bus: KvmBus, addr: number, data: Uint8Array): boolean;
+}
+
 /** One vCPU of an architecture. */
 export interface KvmVcpuArch {
   readonly id: number;
@@ -87,7 +94,7 @@ export interface KvmVmArch {
   readonly maxVcpuId: number;
   /** Pages of the vCPU's run area (KVM_GET_VCPU_MMAP_SIZE / 4096). */
   readonly runPages: number;
-  createVcpu(id: number, run: KvmRunArea): KvmVcpuArch | number;
+  createVcpu(id: number, run: KvmRunArea, io: KvmVcpuIo): KvmVcpuArch | number;
   /**
    * Raise (level 1) or lower (0) guest interrupt line `gsi` (kvm_set_irq). 0 when delivered,
    * -EINVAL when there is no such line (or routing).

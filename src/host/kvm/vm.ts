@@ -39,6 +39,7 @@ import type { Process } from '../kernel/process.ts';
 import type { IoctlArg } from '../uaccess.ts';
 import { KvmRunArea, type KvmVmArch } from './arch.ts';
 import { type KvmDevice, kvmCreateDevice } from './device.ts';
+import { KvmGuestMemory } from './guest-memory.ts';
 import { IoeventfdSet, type KvmBus } from './ioeventfd.ts';
 import { IrqfdSet } from './irqfd.ts';
 import { type Kvm, kvmCheckExtension } from './kvm.ts';
@@ -60,6 +61,8 @@ export class KvmVm {
   readonly vcpuList: KvmVcpu[] = [];
   /** In-kernel devices (KVM_CREATE_DEVICE), in creation order. */
   readonly devices: KvmDevice[] = [];
+  /** Guest-physical memory as the guest's CPUs see it (through the memory slots). */
+  readonly guestMemory: KvmGuestMemory = new KvmGuestMemory(this);
   /** References: the VM file and each vCPU and device file. */
   private refs = 1;
   destroyed = false;
@@ -93,6 +96,7 @@ export class KvmVm {
         const region = arg.ptr.copyStruct(kvm_userspace_memory_region);
         if (region === undefined) return -EFAULT;
         const r = this.memslots.set(region);
+        if (typeof r !== 'number') this.guestMemory.flush();
         return typeof r === 'number' ? r : 0;
       }
       case KVM_IRQFD: {
@@ -121,7 +125,7 @@ export class KvmVm {
     if (this.vcpus.has(id)) return -EEXIST;
     const run = this.allocRunArea();
     if (run === undefined) return -ENOMEM;
-    const varch = this.arch.createVcpu(id, run);
+    const varch = this.arch.createVcpu(id, run, this);
     if (typeof varch === 'number') {
       this.freeRunArea(run);
       return varch;

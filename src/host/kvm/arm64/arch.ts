@@ -19,6 +19,7 @@
  * KVM_ARM_SET_DEVICE_ADDR and the ITS read 0.
  */
 
+import { GIC_INTID_SPURIOUS } from '../../../arch/guest-cpu.ts';
 import { E2BIG, EBUSY, EEXIST, EFAULT, EINVAL, ENODEV, ENXIO } from '../../../uapi/errno.ts';
 import {
   KVM_ARM_IRQ_CPU_FIQ,
@@ -57,7 +58,16 @@ import {
 import { PAGE_SIZE } from '../../kernel/mm.ts';
 import type { Process } from '../../kernel/process.ts';
 import type { IoctlArg } from '../../uaccess.ts';
-import type { KvmArch, KvmDeviceArch, KvmMemoryRegion, KvmRunArea, KvmVcpuArch, KvmVmArch } from '../arch.ts';
+import type {
+  KvmArch,
+  KvmDeviceArch,
+  KvmMemoryRegion,
+  KvmRunArea,
+  KvmVcpuArch,
+  KvmVcpuIo,
+  KvmVmArch,
+} from '../arch.ts';
+import type { Arm64GuestIrq } from './guest-entry.ts';
 import { Arm64Vcpu } from './vcpu.ts';
 import { VGIC_NR_PRIVATE_IRQS, VGIC_NR_SGIS, VGIC_V3_MAX_CPUS, VgicV3 } from './vgic.ts';
 
@@ -134,11 +144,18 @@ export class Arm64Vm implements KvmVmArch {
     return 0;
   }
 
-  createVcpu(id: number, run: KvmRunArea): KvmVcpuArch {
-    const v = new Arm64Vcpu(id, run, {
-      firstRunCheck: () => this.vgic?.mapResources() ?? 0,
-      released: (x) => this.releaseVcpu(x),
-    });
+  createVcpu(id: number, run: KvmRunArea, io: KvmVcpuIo): KvmVcpuArch {
+    const v = new Arm64Vcpu(
+      id,
+      run,
+      {
+        firstRunCheck: () => this.vgic?.mapResources() ?? 0,
+        released: (x) => this.releaseVcpu(x),
+        irq: this.guestIrq,
+        indexOf: (x) => this.vcpus.indexOf(x),
+      },
+      io,
+    );
     this.vcpus.push(v);
     this.vgic?.addVcpu();
     return v;
@@ -151,6 +168,15 @@ export class Arm64Vm implements KvmVmArch {
     // Only the last vCPU is ever undone alone (a failed KVM_CREATE_VCPU); at VM destruction all go.
     this.vgic?.removeLastVcpu();
   }
+
+  /** The vGIC as guest code on a vCPU reaches it (guest-entry.ts). */
+  private readonly guestIrq: Arm64GuestIrq = {
+    highestPending: (vcpu) => this.vgic?.highestPending(vcpu) ?? GIC_INTID_SPURIOUS,
+    acknowledge: (vcpu, intid) => {
+      this.vgic?.acknowledge(vcpu, intid);
+    },
+    inKernelMmio: (gpa, size) => this.vgic?.containsMmio(gpa, size, this.vcpus.length) === true,
+  };
 
   // ------------------------------------------------------------ memory
 

@@ -17,8 +17,11 @@
  * or a size that is not its size → EINVAL; the value → EFAULT; for PSTATE a mode other than EL0t,
  * EL1t, EL1h (this vCPU has no AArch32) → EINVAL.
  *
- * Decisions: KVM_RUN on an initialised vCPU returns -EINTR with exit_reason KVM_EXIT_INTR — what
- * a run interrupted at once by a signal gives — because vsva executes no guest code; its first
+ * KVM_RUN runs the guest program loaded into the vCPU (`guest-entry.ts`: MMIO exits, in-kernel
+ * GIC system registers, interrupts, WFI) when there is one and the vCPU is powered on.
+ *
+ * Decisions: KVM_RUN on an initialised vCPU with no guest program returns -EINTR with exit_reason
+ * KVM_EXIT_INTR — what a run interrupted at once by a signal gives; its first
  * success marks the vCPU as having run (from then on no interrupt controller can be created and
  * the vGIC's resources are checked). A refused KVM_RUN changes nothing; Linux marks the vCPU as
  * having run before the vGIC check can fail.
@@ -63,7 +66,8 @@ import {
 } from '../../../uapi/kvm.ts';
 import type { Process } from '../../kernel/process.ts';
 import { type IoctlArg, UserPtr } from '../../uaccess.ts';
-import type { KvmRunArea, KvmVcpuArch } from '../arch.ts';
+import type { KvmRunArea, KvmVcpuArch, KvmVcpuIo } from '../arch.ts';
+import { Arm64GuestEntry, type Arm64GuestIrq } from './guest-entry.ts';
 
 /** Feature bits this host's vCPUs accept. */
 const SUPPORTED_FEATURES = (1 << KVM_ARM_VCPU_POWER_OFF) | (1 << KVM_ARM_VCPU_PSCI_0_2);
@@ -76,6 +80,10 @@ export interface Arm64VcpuHost {
   firstRunCheck(): number;
   /** The vCPU is destroyed (or undone before going online). */
   released(v: Arm64Vcpu): void;
+  /** The interrupt controller and in-kernel devices as guest code reaches them. */
+  readonly irq: Arm64GuestIrq;
+  /** The vCPU's index in creation order (how the vGIC names it). */
+  indexOf(v: Arm64Vcpu): number;
 }
 
 /** The byte size of the core register starting at word offset `off`, or undefined. */
@@ -122,10 +130,15 @@ export class Arm64Vcpu implements KvmVcpuArch {
   /** The IRQ and FIQ inputs KVM_IRQ_LINE (type CPU) drives when there is no in-kernel vGIC. */
   readonly cpuLines: [irq: boolean, fiq: boolean] = [false, false];
 
-  constructor(id: number, run: KvmRunArea, host: Arm64VcpuHost) {
+  /** The guest code this vCPU runs, if any (see guest-entry.ts). */
+  readonly guest = new Arm64GuestEntry();
+  private readonly io: KvmVcpuIo;
+
+  constructor(id: number, run: KvmRunArea, host: Arm64VcpuHost, io: KvmVcpuIo) {
     this.id = id;
     this.run = run;
     this.host = host;
+    this.io = io;
   }
 
   get initialized(): boolean {
@@ -179,6 +192,8 @@ export class Arm64Vcpu implements KvmVcpuArch {
       this.hasRunOnce = true;
     }
     if (this.run.u8(kvm_run.offsetof('immediate_exit')) !== 0) return -EINTR;
+    if (this.guest.program !== undefined && !this.powerOff)
+      return this.guest.enter(this.host.indexOf(this), this.run, this.io, this.host.irq);
     this.run.setU32(kvm_run.offsetof('exit_reason'), KVM_EXIT_INTR);
     return -EINTR;
   }

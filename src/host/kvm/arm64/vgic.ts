@@ -23,6 +23,7 @@
  *   and the ITS are not modelled: ENXIO, as for an attribute the device does not have.
  */
 
+import { GIC_INTID_SPURIOUS } from '../../../arch/guest-cpu.ts';
 import { E2BIG, EBUSY, EEXIST, EFAULT, EINVAL, ENXIO } from '../../../uapi/errno.ts';
 import {
   KVM_DEV_ARM_VGIC_CTRL_INIT,
@@ -175,6 +176,28 @@ export class VgicV3 implements KvmDeviceArch {
   isPending(vcpu: number, intid: number): boolean {
     const at = this.locate(vcpu, intid);
     return at?.bank.pending(at.i) === true;
+  }
+
+  /**
+   * The interrupt a read of ICC_IAR1_EL1 on vCPU `vcpu` would acknowledge: the lowest pending
+   * INTID, its private ones first; SPIs target vCPU 0 (GICD_IROUTER's reset value). 1023 when none.
+   */
+  highestPending(vcpu: number): number {
+    const own = this.privates[vcpu];
+    if (own !== undefined) for (let i = 0; i < VGIC_NR_PRIVATE_IRQS; i++) if (own.pending(i)) return i;
+    if (vcpu === 0 && this.initialized)
+      for (let i = 0; i < this.nrSpis; i++) if (this.spis.pending(i)) return i + VGIC_NR_PRIVATE_IRQS;
+    return GIC_INTID_SPURIOUS;
+  }
+
+  /** Whether [gpa, gpa+size) falls in the distributor or the redistributors of `nvcpus` vCPUs. */
+  containsMmio(gpa: number, size: number, nvcpus: number): boolean {
+    const inside = (base: number | undefined, len: number) =>
+      base !== undefined && gpa >= base && gpa + size <= base + len;
+    return (
+      inside(this.distBase, KVM_VGIC_V3_DIST_SIZE) ||
+      inside(this.redistBase, nvcpus * KVM_VGIC_V3_REDIST_SIZE)
+    );
   }
 
   /** Interrupts raised on `intid` (rising edges of its line), and how many merged with a pending one. */
