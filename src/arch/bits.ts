@@ -151,3 +151,21 @@ export function hex64(hi: number, lo: number, digits = 16): string {
 export function hex(n: number, digits = 0): string {
   return `0x${n.toString(16).padStart(digits, '0')}`;
 }
+
+/** The little-endian unsigned value of `len` bytes of `b` (at most 8; callers keep it below 2^53). */
+export function leValue(b: Uint8Array, len = b.length): number {
+  let v = 0;
+  for (let i = len - 1; i >= 0; i--) v = v * 256 + b[i]!;
+  return v;
+}
+
+/** `value` (below 2^53) as `len` little-endian bytes. */
+export function leBytes(value: number, len: number): Uint8Array {
+  const b = new Uint8Array(len);
+  let x = value;
+  for (let i = 0; i < len; i++) {
+    b[i] = x % 256;
+    x = Math.floor(x / 256);
+  }
+  return b;
+}

@@ -7,6 +7,7 @@
  * guest-physical range it occupies (QEMU's MemoryRegionOps, reduced).
  */
 
+import { leBytes, leValue } from '../arch/bits.ts';
 import type { MmioSize } from '../arch/guest-cpu.ts';
 import type { Process } from '../host/kernel/process.ts';
 import type { MemoryPort } from '../hw/memory.ts';
@@ -91,20 +92,11 @@ class GuestRamPort implements MemoryPort {
 
   private le(addr: number, n: number): number {
     const b = this.ram.read(addr, n);
-    if (b === undefined) return -1;
-    let v = 0;
-    for (let i = n - 1; i >= 0; i--) v = v * 256 + b[i]!;
-    return v;
+    return b === undefined ? -1 : leValue(b);
   }
 
   private put(addr: number, n: number, v: number): boolean {
-    const b = new Uint8Array(n);
-    let x = v;
-    for (let i = 0; i < n; i++) {
-      b[i] = x % 256;
-      x = Math.floor(x / 256);
-    }
-    return this.ram.write(addr, b);
+    return this.ram.write(addr, leBytes(v, n));
   }
 
   read8(addr: number): number {

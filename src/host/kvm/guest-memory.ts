@@ -11,6 +11,7 @@
  * vsva's guests do not write to ROM).
  */
 
+import { leBytes, leValue } from '../../arch/bits.ts';
 import type { MemoryPort } from '../../hw/memory.ts';
 import { KVM_MEM_READONLY } from '../../uapi/kvm.ts';
 import { PAGE_SIZE } from '../kernel/mm.ts';
@@ -176,19 +177,10 @@ export class KvmGuestMemory implements MemoryPort {
 
   private slowRead(addr: number, n: number): number {
     const b = this.read(addr, n);
-    if (b === undefined) return -1;
-    let v = 0;
-    for (let i = n - 1; i >= 0; i--) v = v * 256 + b[i]!;
-    return v;
+    return b === undefined ? -1 : leValue(b);
   }
 
   private slowWrite(addr: number, n: number, v: number): boolean {
-    const b = new Uint8Array(n);
-    let x = v;
-    for (let i = 0; i < n; i++) {
-      b[i] = x % 256;
-      x = Math.floor(x / 256);
-    }
-    return this.write(addr, b);
+    return this.write(addr, leBytes(v, n));
   }
 }

@@ -52,6 +52,19 @@ describe('without an IOMMU', () => {
     });
   });
 
+  it('onRamWrite sees every write that lands in RAM (not MMIO, not refused ones)', () => {
+    const mem = new PhysMem({ ram: [{ base: 0x4000_0000, size: 0x10_0000 }] });
+    const bus = new SystemBus({ mem });
+    bus.addMmio({ name: 'dev', base: 0x0900_0000, size: 0x1000, handler: recorder() });
+    const seen: string[] = [];
+    bus.onRamWrite = (pa, len, sid) => seen.push(`${pa.toString(16)}+${len}@${sid}`);
+    bus.dmaWrite(3, -1, 0x4000_0010, new Uint8Array(5));
+    bus.dmaWrite(3, -1, 0x0900_0000, new Uint8Array(4));
+    bus.dmaWrite(4, -1, 0x3fff_fffe, new Uint8Array(4));
+    bus.dmaRead(3, -1, 0x4000_0010, new Uint8Array(5));
+    expect(seen).toEqual(['40000010+5@3']);
+  });
+
   it('absent memory and accesses straddling an MMIO region abort and change nothing', () => {
     const mem = new PhysMem({ ram: [{ base: 0x4000_0000, size: 0x10_0000 }] });
     const bus = new SystemBus({ mem });

@@ -87,6 +87,11 @@ export class SystemBus implements DmaPort {
     mmioReads: 0,
     mmioWrites: 0,
   };
+  /**
+   * Observer of every device write that lands in RAM (physical address, length, requester's
+   * StreamID) — how a scenario checks isolation: which host bytes a device really wrote.
+   */
+  onRamWrite: ((pa: number, len: number, sid: number) => void) | undefined = undefined;
   private regions: MmioRegion[] = [];
   /** Per nesting depth: the request, its translation and the routes of its segments. */
   private readonly reqs: DmaRequest[] = [];
@@ -234,7 +239,10 @@ export class SystemBus implements DmaPort {
     sid: number,
   ): boolean {
     if (route === TO_RAM) {
-      if (write) return this.mem.write(pa, part);
+      if (write) {
+        this.onRamWrite?.(pa, part.length, sid);
+        return this.mem.write(pa, part);
+      }
       const data = this.mem.read(pa, part.length);
       if (data === undefined) return false;
       part.set(data);

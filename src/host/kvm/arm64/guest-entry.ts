@@ -23,6 +23,7 @@
  *   guest spinning on a register can never hang the model.
  */
 
+import { leBytes, leValue } from '../../../arch/bits.ts';
 import { GIC_INTID_SPURIOUS, type GuestCpuProgram, type GuestTrap } from '../../../arch/guest-cpu.ts';
 import { EINTR } from '../../../uapi/errno.ts';
 import {
@@ -99,7 +100,7 @@ export class Arm64GuestEntry {
     const program = this.program!;
     this.stats.entries++;
     if (this.pendingRead !== undefined) {
-      this.answer = readLe(
+      this.answer = leValue(
         run.read(KVM_RUN_EXIT_OFFSET + kvm_run_mmio.offsetof('data'), this.pendingRead.len),
       );
       this.pendingRead = undefined;
@@ -144,7 +145,7 @@ export class Arm64GuestEntry {
           this.stats.mmioInKernel++;
           return undefined;
         }
-        if (io.ioWrite('mmio', t.gpa, writeLe(t.value, t.size))) {
+        if (io.ioWrite('mmio', t.gpa, leBytes(t.value, t.size))) {
           this.stats.mmioInKernel++;
           return undefined;
         }
@@ -176,7 +177,7 @@ export class Arm64GuestEntry {
       KVM_RUN_EXIT_OFFSET,
       kvm_run_mmio.encode({
         phys_addr: BigInt(gpa),
-        data: isWrite ? padTo8(writeLe(value, len)) : new Uint8Array(8),
+        data: isWrite ? padTo8(leBytes(value, len)) : new Uint8Array(8),
         len,
         is_write: isWrite ? 1 : 0,
       }),
@@ -187,22 +188,6 @@ export class Arm64GuestEntry {
 }
 
 /** The little-endian value of `b` (up to 8 bytes; callers keep values below 2^53). */
-function readLe(b: Uint8Array): number {
-  let v = 0;
-  for (let i = b.length - 1; i >= 0; i--) v = v * 256 + b[i]!;
-  return v;
-}
-
-/** `value` as `len` little-endian bytes. */
-function writeLe(value: number, len: number): Uint8Array {
-  const b = new Uint8Array(len);
-  let x = value;
-  for (let i = 0; i < len; i++) {
-    b[i] = x % 256;
-    x = Math.floor(x / 256);
-  }
-  return b;
-}
 
 function padTo8(b: Uint8Array): Uint8Array {
   const out = new Uint8Array(8);
