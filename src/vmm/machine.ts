@@ -329,12 +329,8 @@ export class VirtMachine {
   private v2mFrame(): MmioOps {
     const MSI_TYPER = 0x8;
     return {
-      read: (off) =>
-        off === MSI_TYPER
-          ? ((VIRT_GIC_V2M_SPI_BASE - 32) << 16) | VIRT_GIC_V2M_SPI_COUNT
-          : off === MSI_IIDR
-            ? 0
-            : 0,
+      // MSI_TYPER[25:16] is the INTID of the frame's first SPI, [9:0] how many; the rest reads 0.
+      read: (off) => (off === MSI_TYPER ? (VIRT_GIC_V2M_SPI_BASE << 16) | VIRT_GIC_V2M_SPI_COUNT : 0),
       write: (off, _size, value) => {
         if (off !== V2M_MSI_SETSPI_NS) return;
         const spi = value & 0x3ff;
