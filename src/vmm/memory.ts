@@ -129,7 +129,12 @@ class GuestRamPort implements MemoryPort {
     return this.put(addr, 4, v >>> 0);
   }
   write64(addr: number, lo: number, hi: number): boolean {
-    return this.put(addr, 8, (hi >>> 0) * 2 ** 32 + (lo >>> 0));
+    // Both words byte-exactly: a descriptor's high word may hold bits above 2^53.
+    const b = new Uint8Array(8);
+    const v = new DataView(b.buffer);
+    v.setUint32(0, lo >>> 0, true);
+    v.setUint32(4, hi >>> 0, true);
+    return this.ram.write(addr, b);
   }
   write64n(addr: number, v: number): boolean {
     return this.put(addr, 8, v);

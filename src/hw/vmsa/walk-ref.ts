@@ -23,7 +23,7 @@ import {
   WALK_TRANSLATION,
   type WalkFault,
 } from '../../arch/vmsa.ts';
-import type { PhysMem } from '../memory.ts';
+import type { MemoryPort } from '../memory.ts';
 import type { StageRegime } from './regime.ts';
 import type { S1Context } from './walker.ts';
 
@@ -71,7 +71,7 @@ function fail(fault: Exclude<WalkFault, 0>, s2: boolean, cls: number, ipa = 0n, 
 }
 
 /** Reads a 64-bit descriptor, or undefined on an external abort. */
-function readDescriptor(mem: PhysMem, pa: bigint): bigint | undefined {
+function readDescriptor(mem: MemoryPort, pa: bigint): bigint | undefined {
   if (pa >= 1n << 53n) return undefined;
   const words = new Uint32Array(2);
   if (!mem.read64(Number(pa), words)) return undefined;
@@ -110,7 +110,7 @@ function stage1Perms(ap: number, pxn: boolean, uxn: boolean, r: StageRegime): nu
 }
 
 function walkOneStage(
-  mem: PhysMem,
+  mem: MemoryPort,
   r: StageRegime,
   input: bigint,
   need: number,
@@ -197,7 +197,7 @@ function refSelect(s1: S1Context, va: bigint): StageRegime | null {
 
 /** Full reference translation: stage 1 (or bypass), then stage 2 (or bypass). */
 export function refTranslate(
-  mem: PhysMem,
+  mem: MemoryPort,
   s1: S1Context | null,
   s2: StageRegime | null,
   input: bigint,
