@@ -19,50 +19,9 @@ import {
   cmdTlbiNsnhAll,
   encodeSte,
 } from '../hw/smmuv3/structures.ts';
-
-export interface Expectation {
-  readonly what: string;
-  readonly ok: boolean;
-  readonly got: string;
-}
-
-export interface StepReport {
-  readonly title: string;
-  readonly detail: string[];
-  readonly expectations: Expectation[];
-}
-
-export interface DemoReport {
-  readonly scenario: string;
-  readonly steps: StepReport[];
-  readonly counters: Record<string, number>;
-  readonly passed: number;
-  readonly failed: number;
-}
+import { finishReport, type ScenarioReport, StepBuilder, type StepReport } from './report.ts';
 
 const hex = (n: number): string => `0x${n.toString(16)}`;
-
-class StepBuilder {
-  readonly title: string;
-  readonly detail: string[] = [];
-  readonly expectations: Expectation[] = [];
-
-  constructor(title: string) {
-    this.title = title;
-  }
-
-  note(line: string): void {
-    this.detail.push(line);
-  }
-
-  expect(what: string, ok: boolean, got: string): void {
-    this.expectations.push({ what, ok, got });
-  }
-
-  done(): StepReport {
-    return { title: this.title, detail: this.detail, expectations: this.expectations };
-  }
-}
 
 function describeEvent(e: SmmuEvent): string {
   const parts = [`${e.name} sid=${e.streamId}`];
@@ -74,7 +33,7 @@ function describeEvent(e: SmmuEvent): string {
 }
 
 /** Runs the demo and returns its report. */
-export function runHardwareDemo(): DemoReport {
+export function runHardwareDemo(): ScenarioReport {
   const rig = new SmmuRig({ sidLog2: 8, split: 6 });
   const smmu = rig.smmu;
   const steps: StepReport[] = [];
@@ -262,13 +221,5 @@ export function runHardwareDemo(): DemoReport {
     commands: st.commands,
     'host.bytes_backed': rig.mem.bytesBacked,
   };
-  const all = steps.flatMap((s) => s.expectations);
-  const passed = all.filter((e) => e.ok).length;
-  return {
-    scenario: 'built-in: hardware-level SMMUv3 walk-through',
-    steps,
-    counters,
-    passed,
-    failed: all.length - passed,
-  };
+  return finishReport('built-in: hardware-level SMMUv3 walk-through', steps, counters);
 }

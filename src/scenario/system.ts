@@ -232,6 +232,13 @@ export class VsvaSystem {
    * `maxRounds`.
    */
   settle(maxRounds = 10_000): boolean {
+    if (this.quiesce(maxRounds)) return true;
+    this.errors.push(`settle: still busy after ${maxRounds} rounds`);
+    return false;
+  }
+
+  /** Rounds until nothing moves (true) or `maxRounds` ran (false). */
+  private quiesce(maxRounds: number): boolean {
     for (let round = 0; round < maxRounds; round++) {
       const before = this.work();
       let handled = 0;
@@ -241,14 +248,12 @@ export class VsvaSystem {
       }
       if (handled === 0 && this.work() === before) return true;
     }
-    this.errors.push(`settle: still busy after ${maxRounds} rounds`);
     return false;
   }
 
   /** Settles until `job` is done; its result, or an error string. */
   run<T>(job: GuestJob<T>, maxRounds = 10_000): { ok: true; value: T } | { ok: false; error: string } {
-    for (let i = 0; i < maxRounds && !job.done; i++) if (this.settle(1)) break;
-    if (!job.done) this.settle(maxRounds);
+    for (let i = 0; i < maxRounds && !job.done; i++) if (this.quiesce(1)) break;
     if (!job.done)
       return {
         ok: false,
