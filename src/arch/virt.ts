@@ -17,7 +17,9 @@
  *
  * Interrupts (INTIDs): the SMMU's four wired lines are SPIs 74–77 (INTID 106–109: event queue,
  * PRI queue, CMD_SYNC, GERROR), as virt's irqmap; the GICv2m frame turns a 32-bit write of an
- * INTID to MSI_SETSPI_NS (frame + 0x40) into that SPI, for SPIs 48–111 (INTID 80–143).
+ * INTID to MSI_SETSPI_NS (frame + 0x40) into that SPI, for SPIs 48–111 (INTID 80–143). As in
+ * QEMU's virt, that range contains the SMMU's INTIDs 106–109: a guest must not hand those out as
+ * MSI vectors (vsva's guest does not).
  *
  * Device tree. The VMM writes one blob at the start of RAM: the magic `VSVA_DT_MAGIC` (u32 LE),
  * the byte length N of what follows (u32 LE), then N bytes of UTF-8 JSON shaped as `VirtDt`.
