@@ -12,12 +12,15 @@ import { STE_0_S1CDMAX, STE_0_S1CTXPTR, STE_0_S1FMT, STE_1_S1DSS } from '../arch
 import { VIRT_GIC_V2M, VIRT_MEM } from '../arch/virt.ts';
 import type { Arm64Vm } from '../host/kvm/arm64/arch.ts';
 import { CS_SUCCESS, CS_WRITE_FAULT } from '../hw/pci/pasid-dma-regs.ts';
+import { cmdCfgiSte, cmdRaw, cmdTlbiNhAsid } from '../hw/smmuv3/structures.ts';
+import { EINVAL } from '../uapi/errno.ts';
 import {
   IOMMU_CACHE_INV_TYPE_IOTLB,
   IOMMU_CACHE_INV_TYPE_PASID,
   IOMMU_INV_ADDR_FLAGS_ARCHID,
   IOMMU_INV_GRANU_ADDR,
   IOMMU_INV_GRANU_PASID,
+  IOMMU_PASID_CONFIG_ABORT,
   IOMMU_PASID_CONFIG_TRANSLATE,
   IOMMU_PASID_FORMAT_SMMUV3,
 } from '../uapi/iommu.ts';
@@ -39,8 +42,11 @@ function booted(sys: VsvaSystem, v: SystemVm) {
 }
 
 /** The VFIO ioctls the VMM issued with this request name, decoded. */
-function issued(v: SystemVm, name: string): { decoded: any; ret: number }[] {
-  return v.vm.ioctlLog.entries.filter((e) => e.request === name) as { decoded: any; ret: number }[];
+// biome-ignore lint/suspicious/noExplicitAny: the log's decoded structs are read field by field, as the uAPI names them
+type Decoded = any;
+
+function issued(v: SystemVm, name: string): { decoded: Decoded; ret: number }[] {
+  return v.vm.ioctlLog.entries.filter((e) => e.request === name) as { decoded: Decoded; ret: number }[];
 }
 
 describe('the default scenario (vsva run)', () => {
@@ -254,5 +260,50 @@ describe('two VMs side by side', () => {
     bus.onRamWrite?.(paB, 16, a.streamIds[0]!);
     expect(sys.isolation.violations).toBe(16);
     sys.teardown();
+  });
+});
+
+describe('bad guest input, through the whole stack', () => {
+  it("a malformed STE and an illegal command get the architected errors in the guest's own queues; the other VM is unaffected", () => {
+    const sys = system([{ name: 'a' }, { name: 'b' }]);
+    const [a, b] = [sys.vm('a'), sys.vm('b')];
+    const A = booted(sys, a);
+    const B = booted(sys, b);
+    const smmu = a.guest.smmu!;
+    const master = smmu.masters.get(A.dev.rid)!;
+    // An illegal command: CERROR_ILL in A's command queue, handled by A's driver, which recovers.
+    smmu.injectCommand = cmdRaw(0x7f);
+    const bad = sys.run(a.guest.submit(0, 'bad cmd', () => smmu.submit([cmdTlbiNhAsid(0, 1)])));
+    expect(bad).toEqual({ ok: true, value: -EINVAL });
+    expect(smmu.cmdErrors).toEqual([{ error: 'CERROR_ILL', opcode: 0x7f }]);
+    expect(a.vm.vsmmu!.stats.commandErrors).toBe(1);
+    // A malformed STE (S1CDMax beyond the vSMMU's SSIDSIZE) then CFGI_STE: C_BAD_STE in A's event
+    // queue, and the host stream of A's device set to ABORT.
+    const w1 = a.kvm.guestMemory.read32(master.steAddr + 4);
+    expect(a.kvm.guestMemory.write32(master.steAddr + 4, (w1 & ~(0x1f << 27)) | (31 << 27))).toBe(true);
+    const cfgi = sys.run(a.guest.submit(0, 'cfgi', () => smmu.submit([cmdCfgiSte(master.sid)])));
+    expect(cfgi).toEqual({ ok: true, value: 0 });
+    sys.settle();
+    expect(a.vm.vsmmu!.stats.byEvent.C_BAD_STE).toBe(1);
+    expect(a.guest.stats.events).toBeGreaterThan(0);
+    const lastSet = [...a.vm.vsmmu!.log].reverse().find((e) => e.op === 'SET_PASID_TABLE')!;
+    expect(lastSet.config?.config).toBe(IOMMU_PASID_CONFIG_ABORT);
+    // A's device can no longer reach memory; B's DMA works as before and B saw nothing.
+    const pb = b.guest.spawn('pb');
+    const bufB = pb.mmap(0x1000);
+    sys.run(b.guest.submit(0, 'bind', () => b.guest.sva.bind(B.dev, pb)));
+    const fill = sys.run(
+      b.guest.submit(0, 'fill', () =>
+        B.pdma.submit([{ op: 'fill', proc: pb, dst: bufB, len: 16, pattern: [0x77777777, 0x77777777] }]),
+      ),
+    );
+    expect(fill.ok && fill.value[0]!.status).toBe(CS_SUCCESS);
+    expect([...sys.hostRead(b, pb.gpaOf(bufB)!, 4)!]).toEqual([0x77, 0x77, 0x77, 0x77]);
+    expect(b.vm.vsmmu!.stats.eventsInjected).toBe(0);
+    expect(b.vm.vsmmu!.stats.commandErrors).toBe(0);
+    expect([...sys.errors, ...a.vm.machine.errors, ...b.vm.machine.errors]).toEqual([]);
+    expect(sys.isolation.violations).toBe(0);
+    sys.teardown();
+    expect(sys.invariants()).toMatchObject({ leakedFds: 0, leakedPinnedPages: 0, leakedDomains: 0 });
   });
 });
