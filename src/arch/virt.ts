@@ -98,3 +98,14 @@ export interface VirtDt {
     readonly iommu: 'smmu' | null;
   };
 }
+
+/** The device-tree blob for `dt`: magic, JSON length, JSON (the format above). */
+export function encodeVirtDtBlob(dt: VirtDt): Uint8Array {
+  const json = new TextEncoder().encode(JSON.stringify(dt));
+  const out = new Uint8Array(8 + json.length);
+  const v = new DataView(out.buffer);
+  v.setUint32(0, VSVA_DT_MAGIC, true);
+  v.setUint32(4, json.length, true);
+  out.set(json, 8);
+  return out;
+}

@@ -2,7 +2,7 @@
  * The guest's device-tree reader: the blob the VMM writes at the start of RAM (format in
  * `src/arch/virt.ts`: magic, length, UTF-8 JSON shaped as `VirtDt`), parsed and validated into
  * exact numbers. A malformed blob is reported as a reason string (the guest's boot fails with
- * it); nothing throws. `encodeDtBlob` is the writer the bare-metal rig (and any VMM) can use.
+ * it); nothing throws. The writer is `encodeVirtDtBlob` in src/arch/virt.ts.
  */
 
 import { type VirtDt, VSVA_DT_MAGIC } from '../arch/virt.ts';
@@ -47,16 +47,6 @@ export type DtResult =
 const MAX_DT_BYTES = 1 << 20;
 
 /** The blob for a device tree: magic, length, JSON. */
-export function encodeDtBlob(dt: VirtDt): Uint8Array {
-  const json = new TextEncoder().encode(JSON.stringify(dt));
-  const out = new Uint8Array(8 + json.length);
-  const v = new DataView(out.buffer);
-  v.setUint32(0, VSVA_DT_MAGIC, true);
-  v.setUint32(4, json.length, true);
-  out.set(json, 8);
-  return out;
-}
-
 class DtError extends Error {}
 
 function fail(reason: string): never {

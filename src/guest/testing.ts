@@ -12,6 +12,7 @@
 import type { GuestTrap } from '../arch/guest-cpu.ts';
 import { GIC_INTID_SPURIOUS } from '../arch/guest-cpu.ts';
 import {
+  encodeVirtDtBlob,
   V2M_MSI_SETSPI_NS,
   VIRT_DT_RESERVED,
   VIRT_GIC_DIST,
@@ -41,7 +42,6 @@ import type { AccessSize } from '../hw/pci/regs.ts';
 import { SystemBus } from '../hw/platform/system-bus.ts';
 import type { SmmuFeatures } from '../hw/smmuv3/features.ts';
 import { Smmu, type SmmuIrq } from '../hw/smmuv3/smmu.ts';
-import { encodeDtBlob } from './dt.ts';
 import { type GuestJob, GuestOs } from './os.ts';
 
 const hex = (n: number): string => `0x${n.toString(16)}`;
@@ -193,7 +193,7 @@ export class GuestRig {
     this.dev = new PasidDmaDevice({ bus: 0, dev: 0, fn: 0, dma: this.bus, ...opts.device });
     const base = defaultDt(ramSize, this.cpus, this.smmu !== undefined);
     this.dt = opts.dt ? opts.dt(base) : base;
-    this.mem.write(VIRT_MEM, opts.blob ?? encodeDtBlob(this.dt));
+    this.mem.write(VIRT_MEM, opts.blob ?? encodeVirtDtBlob(this.dt));
     this.os = new GuestOs(this.mem);
     this.answers = new Array<number>(this.cpus).fill(0);
     this.waiting = new Array<boolean>(this.cpus).fill(false);

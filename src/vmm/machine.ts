@@ -23,9 +23,10 @@
  * the vGIC through irqfds set up by the vfio-pci frontend.
  */
 
-import { leBytes, leValue } from '../arch/bits.ts';
+import { hex, leBytes, leValue } from '../arch/bits.ts';
 import type { MmioSize } from '../arch/guest-cpu.ts';
 import {
+  encodeVirtDtBlob,
   V2M_MSI_SETSPI_NS,
   VIRT_DT_RESERVED,
   VIRT_GIC_DIST,
@@ -39,10 +40,9 @@ import {
   VIRT_GIC_V2M_SPI_COUNT,
   VIRT_MEM,
   type VirtDt,
-  VSVA_DT_MAGIC,
 } from '../arch/virt.ts';
 import type { Process } from '../host/kernel/process.ts';
-import { EINTR, errnoName } from '../uapi/errno.ts';
+import { EINTR, EINVAL, errnoName } from '../uapi/errno.ts';
 import {
   MAP_ANONYMOUS,
   MAP_HUGETLB,
@@ -201,7 +201,7 @@ export class VirtMachine {
     if (kvm < 0) return fail('open /dev/kvm', kvm);
     undo.push(() => proc.close(kvm));
     const api = proc.ioctl(kvm, KVM_GET_API_VERSION, 0);
-    if (api !== KVM_API_VERSION) return fail('KVM_GET_API_VERSION', api < 0 ? api : -22);
+    if (api !== KVM_API_VERSION) return fail('KVM_GET_API_VERSION', api < 0 ? api : -EINVAL);
     const vm = proc.ioctl(kvm, KVM_CREATE_VM, opts.ipaBits ?? 0);
     if (vm < 0) return fail('KVM_CREATE_VM', vm);
     undo.push(() => proc.close(vm));
@@ -210,7 +210,7 @@ export class VirtMachine {
     undo.push(() => proc.munmap(scratch, 0x1000));
 
     const hugepages = opts.hugepages ?? true;
-    if (ramSize <= 0 || ramSize % HUGE !== 0) return fail('guest RAM size', -22);
+    if (ramSize <= 0 || ramSize % HUGE !== 0) return fail('guest RAM size', -EINVAL);
     const hva = proc.mmap(
       ramSize,
       PROT_READ | PROT_WRITE,
@@ -347,16 +347,11 @@ export class VirtMachine {
 
   /** Writes the device-tree blob (`src/arch/virt.ts`) at the start of RAM. */
   writeDeviceTree(dt: VirtDt): boolean {
-    const json = new TextEncoder().encode(JSON.stringify(dt));
-    if (8 + json.length > VIRT_DT_RESERVED) {
+    const blob = encodeVirtDtBlob(dt);
+    if (blob.length > VIRT_DT_RESERVED) {
       this.errors.push('device tree larger than its reserved page');
       return false;
     }
-    const blob = new Uint8Array(8 + json.length);
-    const v = new DataView(blob.buffer);
-    v.setUint32(0, VSVA_DT_MAGIC, true);
-    v.setUint32(4, json.length, true);
-    blob.set(json, 8);
     return this.ram.write(VIRT_MEM, blob);
   }
 
@@ -456,5 +451,5 @@ export class VirtMachine {
 }
 
 function range(base: number, size: number) {
-  return { base: `0x${base.toString(16)}`, size: `0x${size.toString(16)}` };
+  return { base: hex(base), size: hex(size) };
 }
