@@ -5,6 +5,8 @@
  * each can be tested and read on its own.
  */
 
+export { hex } from '../arch/bits.ts';
+
 import type { MemoryPort } from '../hw/memory.ts';
 import type { PageAllocator } from '../hw/page-alloc.ts';
 import type { Ida } from './ida.ts';
@@ -48,8 +50,4 @@ export class GuestError extends Error {}
 
 export function guestFail(msg: string): never {
   throw new GuestError(msg);
-}
-
-export function hex(n: number): string {
-  return `0x${n.toString(16)}`;
 }

@@ -13,6 +13,7 @@
  * no unseeded randomness; the patterns come from the process index.
  */
 
+import { hex } from '../arch/bits.ts';
 import type { GuestProcess } from '../guest/process.ts';
 import { CS_READ_FAULT, CS_SUCCESS } from '../hw/pci/pasid-dma-regs.ts';
 import { finishReport, type ScenarioReport, StepBuilder, type StepReport } from './report.ts';
@@ -30,13 +31,12 @@ export interface DefaultScenarioOptions {
 export interface DefaultScenarioResult {
   readonly report: ScenarioReport;
   /** The system after teardown (for tests that look deeper). */
-  readonly sys: VsvaSystem;
+  readonly sys: VsvaSystem | undefined;
   readonly processes: readonly GuestProcess[];
 }
 
 const SRC_LEN = 0x3000;
 const HUGE = 0x20_0000;
-const hex = (n: number): string => `0x${n.toString(16)}`;
 
 /** Process i's source pattern: byte j is (i * 37 + j) mod 251 + 1 (never 0, distinct per process). */
 function pattern(i: number, len: number): Uint8Array {
@@ -66,7 +66,7 @@ export function runDefaultScenario(opts: DefaultScenarioOptions = {}): DefaultSc
     steps.push(s1.done());
     return {
       report: finishReport('default: vSVA end to end', steps, {}),
-      sys: undefined as never,
+      sys: undefined,
       processes: [],
     };
   }

@@ -7,6 +7,7 @@
  * it; the result is a report (steps, expectations, counters). Deterministic: no clock, no randomness.
  */
 
+import { hex } from '../arch/bits.ts';
 import { ACCESS_READ, ACCESS_WRITE, type Access } from '../arch/vmsa.ts';
 import type { SmmuEvent } from '../hw/smmuv3/event-record.ts';
 import { CdTable, SmmuRig } from '../hw/smmuv3/rig.ts';
@@ -20,8 +21,6 @@ import {
   encodeSte,
 } from '../hw/smmuv3/structures.ts';
 import { finishReport, type ScenarioReport, StepBuilder, type StepReport } from './report.ts';
-
-const hex = (n: number): string => `0x${n.toString(16)}`;
 
 function describeEvent(e: SmmuEvent): string {
   const parts = [`${e.name} sid=${e.streamId}`];

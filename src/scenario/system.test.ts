@@ -84,9 +84,9 @@ describe('the default scenario (vsva run)', () => {
   });
 
   it('EFD_AUTORESET: same workload, same results, and the main loop never reads an eventfd', () => {
-    const plain = runDefaultScenario({ ramSize: 64 * MiB }).sys.vms[0]!.vm.loop.stats;
+    const plain = runDefaultScenario({ ramSize: 64 * MiB }).sys!.vms[0]!.vm.loop.stats;
     const auto = runDefaultScenario({ ramSize: 64 * MiB, eventfdAutoreset: true });
-    const a = auto.sys.vms[0]!.vm.loop.stats;
+    const a = auto.sys!.vms[0]!.vm.loop.stats;
     expect(auto.report.ok).toBe(true);
     expect(plain.reads).toBeGreaterThan(0);
     expect(a.reads).toBe(0);

@@ -13,7 +13,6 @@
  * `invariants()` after teardown counts what was left behind.
  */
 
-import { VIRT_MEM } from '../arch/virt.ts';
 import { type GuestJob, GuestOs } from '../guest/os.ts';
 import { Host, type HostOptions } from '../host/host.ts';
 import type { Process } from '../host/kernel/process.ts';
@@ -186,10 +185,16 @@ export class VsvaSystem {
   /** The host physical ranges behind a VM's RAM (its VMM's pages, pinned by VFIO). */
   private ramRanges(sv: SystemVm): HostRanges {
     const r = new HostRanges();
+    const mm = sv.proc.mm;
     for (const b of sv.vm.machine.ram.blocks) {
-      for (let off = 0; off < b.size; off += 0x1000) {
-        const pa = sv.proc.mm.translate(b.hva + off, 'read', false);
-        if (pa !== undefined) r.add(pa, pa + 0x1000);
+      // One translation per backing page (2 MiB for hugetlb RAM, 4 KiB otherwise).
+      for (let va = b.hva; va < b.hva + b.size; ) {
+        const vma = mm.mappings.find((m) => va >= m.start && va < m.end);
+        const unit = 2 ** (vma?.pageShift ?? 12);
+        const n = Math.min(unit - ((va - (vma?.start ?? 0)) % unit), b.hva + b.size - va);
+        const pa = mm.translate(va, 'read', false);
+        if (pa !== undefined) r.add(pa, pa + n);
+        va += n;
       }
     }
     r.finish();
@@ -265,19 +270,8 @@ export class VsvaSystem {
 
   /** The host bytes behind guest-physical `gpa` of VM `sv` (what really is in memory). */
   hostRead(sv: SystemVm, gpa: number, len: number): Uint8Array | undefined {
-    const hva = sv.vm.machine.ram.gpaToHva(gpa, len);
-    if (hva < 0) return undefined;
-    const out = new Uint8Array(len);
-    for (let done = 0; done < len; ) {
-      const n = Math.min(len - done, 0x1000 - ((hva + done) % 0x1000));
-      const pa = sv.proc.mm.translate(hva + done, 'read', false);
-      if (pa === undefined) return undefined;
-      const b = this.host.memory.mem.read(pa, n);
-      if (b === undefined) return undefined;
-      out.set(b, done);
-      done += n;
-    }
-    return out;
+    // The VMM's own mapping of guest RAM, read through its page tables from the host pages behind it.
+    return sv.vm.machine.ram.read(gpa, len);
   }
 
   /** Shuts every VM down and ends the VMM processes. */
@@ -306,5 +300,3 @@ export class VsvaSystem {
     };
   }
 }
-
-export { VIRT_MEM };

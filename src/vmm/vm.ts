@@ -10,6 +10,7 @@
  * reverse order and must leave the process with nothing open and nothing pinned.
  */
 
+import { hex } from '../arch/bits.ts';
 import {
   VIRT_PCIE_ECAM,
   VIRT_PCIE_ECAM_SIZE,
@@ -209,8 +210,4 @@ export class VirtVm {
     if (r < 0) this.machine.errors.push(`VFIO container close: ${errnoName(r)}`);
     this.machine.shutdown();
   }
-}
-
-function hex(n: number): string {
-  return `0x${n.toString(16)}`;
 }

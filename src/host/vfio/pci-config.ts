@@ -27,6 +27,7 @@
  * option `emulatePasidForVf`, with the posted patch's wrong header IDs as a sub-option.
  */
 
+import { hex } from '../../arch/bits.ts';
 import { pciFindCapability, pciFindExtCapability } from '../../hw/pci/config-space.ts';
 import {
   type AccessSize,
@@ -370,10 +371,6 @@ function getLe(bytes: Uint8Array | undefined, off: number, count: number): numbe
 
 function setLe(bytes: Uint8Array, off: number, count: number, value: number): void {
   for (let i = 0; i < count; i++) bytes[off + i] = (value >>> (8 * i)) & 0xff;
-}
-
-function hex(n: number): string {
-  return `0x${n.toString(16)}`;
 }
 
 // ---------------------------------------------------------------- host resources (BARs)

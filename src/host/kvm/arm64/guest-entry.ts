@@ -177,7 +177,7 @@ export class Arm64GuestEntry {
       KVM_RUN_EXIT_OFFSET,
       kvm_run_mmio.encode({
         phys_addr: BigInt(gpa),
-        data: isWrite ? padTo8(leBytes(value, len)) : new Uint8Array(8),
+        data: isWrite ? leBytes(value, 8) : new Uint8Array(8),
         len,
         is_write: isWrite ? 1 : 0,
       }),
@@ -188,9 +188,3 @@ export class Arm64GuestEntry {
 }
 
 /** The little-endian value of `b` (up to 8 bytes; callers keep values below 2^53). */
-
-function padTo8(b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(8);
-  out.set(b);
-  return out;
-}
