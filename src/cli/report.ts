@@ -22,7 +22,9 @@ function table(title: string, rows: Record<string, number>, good?: (v: number) =
 export function renderReport(r: ScenarioReport): string {
   const out: string[] = [pc.bold(`vsva — ${r.scenario}`), ''];
   r.steps.forEach((step, i) => {
-    out.push(pc.bold(`${i + 1}. ${step.title}`));
+    out.push(
+      pc.bold(`${i + 1}. ${step.title}`) + (step.where !== undefined ? pc.dim(`  (${step.where})`) : ''),
+    );
     for (const line of step.detail) out.push(`   ${line}`);
     for (const e of step.expectations) {
       const mark = e.ok ? pc.green('PASS') : pc.red('FAIL');

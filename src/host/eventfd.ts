@@ -149,6 +149,11 @@ export class EventfdCtx {
         this.stats.saturations++;
       }
       this.count += add;
+      this.sched.tracepoint?.('eventfd_signal', {
+        id: this.id,
+        n: Number(add),
+        count: `0x${this.count.toString(16)}`,
+      });
       this.wake(EPOLLIN);
       return add;
     });

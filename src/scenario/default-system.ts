@@ -16,6 +16,7 @@
 import { hex } from '../arch/bits.ts';
 import type { GuestProcess } from '../guest/process.ts';
 import { CS_READ_FAULT, CS_SUCCESS } from '../hw/pci/pasid-dma-regs.ts';
+import type { Tracer } from './format/trace.ts';
 import { finishReport, type ScenarioReport, StepBuilder, type StepReport } from './report.ts';
 import { type SystemVm, VsvaSystem } from './system.ts';
 
@@ -26,6 +27,8 @@ export interface DefaultScenarioOptions {
   readonly eventfdAutoreset?: boolean;
   /** Processes bound to PASIDs (default 4, at least 3). */
   readonly processes?: number;
+  /** Records the run (DMA, faults, commands, syscalls, eventfd signals) when given. */
+  readonly tracer?: Tracer;
 }
 
 export interface DefaultScenarioResult {
@@ -60,6 +63,7 @@ export function runDefaultScenario(opts: DefaultScenarioOptions = {}): DefaultSc
   );
   const created = VsvaSystem.create({
     vms: [{ name: 'vm0', cpus: 2, ramSize, devices: 1, eventfdAutoreset: opts.eventfdAutoreset ?? false }],
+    ...(opts.tracer !== undefined ? { tracer: opts.tracer } : {}),
   });
   if (typeof created === 'string') {
     s1.expect('the VM starts', false, created);

@@ -12,6 +12,8 @@ export interface Expectation {
 
 export interface StepReport {
   readonly title: string;
+  /** `file:line` of the step, for scenarios read from a file. */
+  readonly where?: string;
   readonly detail: string[];
   readonly expectations: Expectation[];
 }

@@ -22,6 +22,8 @@ import type { HostPciDevice } from '../host/pci.ts';
 import { PasidDmaDevice } from '../hw/pci/pasid-dma-device.ts';
 import { MachineError } from '../vmm/machine.ts';
 import { VirtVm, type VirtVmOptions } from '../vmm/vm.ts';
+import type { Tracer } from './format/trace.ts';
+import { traceHost } from './format/trace-hooks.ts';
 
 export interface SystemVmSpec {
   readonly name: string;
@@ -30,6 +32,8 @@ export interface SystemVmSpec {
   /** PASID DMA devices created on the host and assigned to this VM. */
   readonly devices?: number;
   readonly eventfdAutoreset?: boolean;
+  /** A virtual SMMUv3 on the VM's root bus (default: when devices are assigned); false: DMA to system memory. */
+  readonly viommu?: boolean;
 }
 
 export interface SystemOptions {
@@ -37,6 +41,8 @@ export interface SystemOptions {
   readonly vms: readonly SystemVmSpec[];
   /** PASID width of the devices (default 20). */
   readonly pasidWidth?: number;
+  /** Traces the host from its creation on (every ioctl the VMMs issue, DMA, faults, eventfds). */
+  readonly tracer?: Tracer;
 }
 
 /** One VM of the system, with everything a test or a report needs to look at. */
@@ -125,6 +131,7 @@ export class VsvaSystem {
   /** Builds the host, its devices and the VMs; a VMM refusal is returned as an error string. */
   static create(opts: SystemOptions): VsvaSystem | string {
     const host = new Host({ ramSize: 0x1_0000_0000, ...opts.host });
+    if (opts.tracer !== undefined) traceHost(opts.tracer, host);
     const plugged: HostPciDevice[][] = [];
     let slot = 4;
     for (const spec of opts.vms) {
@@ -156,6 +163,7 @@ export class VsvaSystem {
       cpus: spec.cpus ?? 2,
       ramSize: spec.ramSize ?? 0x4000_0000,
       eventfdAutoreset: spec.eventfdAutoreset ?? false,
+      ...(spec.viommu !== undefined ? { viommu: spec.viommu } : {}),
       assigned: devs.map((d) => ({ group: this.host.iommu.iommuGroupGet(d.iommuDev)!.id, hostName: d.name })),
     };
     const vm = VirtVm.create(proc, opts);

@@ -67,6 +67,11 @@ export class Scheduler {
   private readonly sleeping = new Set<Pending>();
   private timerSeq = 0;
   private readonly timers: { at: number; seq: number; p: Pending }[] = [];
+  /**
+   * Kernel tracepoints (like Linux's trace events): subsystems call it with a name and a few
+   * values when it is set; traces and reports set it. Nothing is computed when it is unset.
+   */
+  tracepoint: ((name: string, args: Record<string, number | string>) => void) | undefined = undefined;
 
   get nowNs(): number {
     return this.now;
