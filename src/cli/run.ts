@@ -9,6 +9,7 @@
 
 import { SingleBar } from 'cli-progress';
 import { runDefaultScenario } from '../scenario/default-system.ts';
+import type { AnyLevel } from '../scenario/format/level.ts';
 import { formatError, loadScenarioFile, type Scenario } from '../scenario/format/load.ts';
 import { runScenario } from '../scenario/format/run.ts';
 import { Tracer } from '../scenario/format/trace.ts';
@@ -27,11 +28,11 @@ export interface RunCommandOptions {
 }
 
 /** Loads every file; the scenarios, or false after printing every problem. */
-function loadAll(files: readonly string[], io: Io): Scenario[] | false {
+function loadAll(files: readonly string[], io: Io, levels: readonly AnyLevel[]): Scenario[] | false {
   const out: Scenario[] = [];
   let bad = 0;
   for (const f of files) {
-    const r = loadScenarioFile(f, LEVELS);
+    const r = loadScenarioFile(f, levels);
     if (r.ok) out.push(r.scenario);
     else {
       bad++;
@@ -66,12 +67,17 @@ function progress(io: Io, opts: RunCommandOptions, total: number) {
   return bar;
 }
 
-export function runCommand(files: readonly string[], opts: RunCommandOptions, io: Io): number {
+export function runCommand(
+  files: readonly string[],
+  opts: RunCommandOptions,
+  io: Io,
+  levels: readonly AnyLevel[] = LEVELS,
+): number {
   const tracer = opts.trace !== undefined ? new Tracer() : undefined;
   let reports: ScenarioReport[];
   if (files.length === 0) reports = [builtIn(opts, tracer)];
   else {
-    const scenarios = loadAll(files, io);
+    const scenarios = loadAll(files, io, levels);
     if (scenarios === false) return 2;
     const total = scenarios.reduce((n, s) => n + s.steps.length, 0);
     const bar = progress(io, opts, total);
@@ -120,10 +126,14 @@ export function runCommand(files: readonly string[], opts: RunCommandOptions, io
 }
 
 /** `vsva validate`: schema and semantic checks only; 0 when every file is good. */
-export function validateCommand(files: readonly string[], io: Io): number {
+export function validateCommand(
+  files: readonly string[],
+  io: Io,
+  levels: readonly AnyLevel[] = LEVELS,
+): number {
   let bad = 0;
   for (const f of files) {
-    const r = loadScenarioFile(f, LEVELS);
+    const r = loadScenarioFile(f, levels);
     if (r.ok)
       io.out(
         `${f}: ok — ${r.scenario.level.name} level, ${r.scenario.steps.length} steps ("${r.scenario.name}")`,

@@ -1,0 +1,92 @@
+/**
+ * `vsva run` and `vsva validate` in-process (with the toy level, so these tests stay about the
+ * command and not a model): exit statuses, every problem printed as file:line:column, nothing run
+ * while a file is bad, JSON output, and a trace file that is valid trace-event JSON.
+ */
+
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { scenarioJsonSchema } from '../scenario/format/json-schema.ts';
+import { toyLevel } from '../scenario/format/toy-level.ts';
+import { validateTraceFile } from '../scenario/format/trace.ts';
+import { memoryIo } from './io.ts';
+import { runCommand, validateCommand } from './run.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'vsva-cli-'));
+function file(name: string, text: string): string {
+  const p = join(dir, name);
+  writeFileSync(p, text);
+  return p;
+}
+const good = (want: string) => `name: toy ${want}
+level: hardware
+setup: { counters: [a] }
+steps:
+  - do: add
+    value: 0x10
+    into: a
+  - do: check
+    counter: a
+    expect: { value: ${want} }
+`;
+const GOOD = file('good.yaml', good('0x10'));
+const FAILS = file('fails.yaml', good('0x11'));
+const BROKEN = file(
+  'broken.yaml',
+  good('0x10').replace('value: 0x10\n', 'value: "0x1g"\n').replace('do: check', 'do: chek'),
+);
+
+describe('vsva run', () => {
+  it('exits 0 when every expectation holds and prints the report', () => {
+    const io = memoryIo();
+    expect(runCommand([GOOD], {}, io, [toyLevel])).toBe(0);
+    expect(io.stdout.join('\n')).toContain('1 expectations met, 0 failed');
+  });
+
+  it('exits 1 when an expectation fails, 2 and runs nothing when a file is malformed', () => {
+    expect(runCommand([FAILS], {}, memoryIo(), [toyLevel])).toBe(1);
+    const io = memoryIo();
+    expect(runCommand([GOOD, BROKEN], {}, io, [toyLevel])).toBe(2);
+    expect(io.stdout).toEqual([]);
+    expect(io.stderr[0]).toMatch(/broken\.yaml:6:12: steps\[0\]\.value: expected a number/);
+    expect(io.stderr[1]).toMatch(/broken\.yaml:8:9: steps\[1\]\.do: /);
+    expect(io.stderr.at(-1)).toBe('1 of 2 scenario file(s) have problems; nothing was run');
+  });
+
+  it('prints one JSON report per file, or {ok, reports} for several', () => {
+    const one = memoryIo();
+    runCommand([GOOD], { json: true }, one, [toyLevel]);
+    expect(JSON.parse(one.stdout[0]!)).toMatchObject({ ok: true, passed: 1 });
+    const two = memoryIo();
+    expect(runCommand([GOOD, FAILS], { json: true }, two, [toyLevel])).toBe(1);
+    expect(JSON.parse(two.stdout[0]!)).toMatchObject({ ok: false, passed: 1, failed: 1 });
+  });
+
+  it('writes a valid trace-event file with one span per step, identical across runs', () => {
+    const runs = [memoryIo(), memoryIo()];
+    for (const io of runs) runCommand([GOOD], { trace: 't.json' }, io, [toyLevel]);
+    const text = runs[0]!.files.get('t.json')!;
+    expect(runs[1]!.files.get('t.json')).toBe(text);
+    const trace = JSON.parse(text);
+    expect(validateTraceFile(trace)).toEqual([]);
+    expect(trace.traceEvents.filter((e: { cat: string }) => e.cat === 'step')).toHaveLength(2);
+  });
+});
+
+describe('vsva validate / schema', () => {
+  it('says ok per good file and lists every problem of a bad one', () => {
+    const io = memoryIo();
+    expect(validateCommand([GOOD, BROKEN, join(dir, 'missing.yaml')], io, [toyLevel])).toBe(1);
+    expect(io.stdout[0]).toMatch(/good\.yaml: ok — hardware level, 2 steps/);
+    expect(io.stdout.filter((l) => l.includes('broken.yaml:'))).toHaveLength(2);
+    expect(io.stdout.some((l) => /missing\.yaml:1:1: cannot read/.test(l))).toBe(true);
+  });
+
+  it('exports a JSON Schema that describes steps by action', () => {
+    const s = JSON.stringify(scenarioJsonSchema([toyLevel]));
+    expect(s).toContain('"const":"add"');
+    expect(s).toContain('"const":"hardware"');
+  });
+});
