@@ -6,5 +6,7 @@
  */
 
 import type { AnyLevel } from './format/level.ts';
+import { hardwareLevel } from './hw-level/level.ts';
+import { systemLevel } from './system-level/level.ts';
 
-export const LEVELS: readonly AnyLevel[] = [];
+export const LEVELS: readonly AnyLevel[] = [hardwareLevel, systemLevel];
