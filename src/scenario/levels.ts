@@ -8,5 +8,6 @@
 import type { AnyLevel } from './format/level.ts';
 import { hardwareLevel } from './hw-level/level.ts';
 import { systemLevel } from './system-level/level.ts';
+import { uapiLevel } from './uapi-level/level.ts';
 
-export const LEVELS: readonly AnyLevel[] = [hardwareLevel, systemLevel];
+export const LEVELS: readonly AnyLevel[] = [hardwareLevel, uapiLevel, systemLevel];
