@@ -90,3 +90,20 @@ describe('vsva validate / schema', () => {
     expect(s).toContain('"const":"hardware"');
   });
 });
+
+describe('vsva run on the real levels', () => {
+  it('gives byte-identical traces for the same scenarios and seed, and different ones for another seed', () => {
+    const files = ['hw-nested.yaml', 'system-fault-storm.yaml'].map((f) =>
+      join(import.meta.dirname, '..', '..', 'scenarios', f),
+    );
+    const runs = [memoryIo(), memoryIo(), memoryIo()];
+    runs.forEach((io, i) => {
+      expect(runCommand(files, { trace: 't.json', json: true, seed: i < 2 ? 5 : 6 }, io)).toBe(0);
+    });
+    const [a, b, c] = runs.map((io) => io.files.get('t.json')!);
+    expect(validateTraceFile(JSON.parse(a!))).toEqual([]);
+    expect(a === b).toBe(true);
+    expect(a === c).toBe(false);
+    expect(runs[0]!.stdout[0]).toBe(runs[1]!.stdout[0]);
+  });
+});

@@ -149,11 +149,9 @@ export class EventfdCtx {
         this.stats.saturations++;
       }
       this.count += add;
-      this.sched.tracepoint?.('eventfd_signal', {
-        id: this.id,
-        n: Number(add),
-        count: `0x${this.count.toString(16)}`,
-      });
+      // The eventfd id is left out: it comes from a process-wide counter, so it would make traces
+      // of the same scenario differ between runs in one process.
+      this.sched.tracepoint?.('eventfd_signal', { n: Number(add), count: `0x${this.count.toString(16)}` });
       this.wake(EPOLLIN);
       return add;
     });

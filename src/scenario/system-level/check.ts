@@ -88,9 +88,12 @@ export function checkSystem(s: Setup, steps: readonly Step[]): Problem[] {
       return;
     }
     if (st.do === 'counters') {
-      for (const k of Object.keys(st.expect ?? {})) {
+      for (const [k, want] of Object.entries(st.expect ?? {})) {
         const msg = counterNameProblem(k, vms);
         if (msg !== undefined) out.push({ path: at('expect', k), message: msg });
+        const same = typeof want === 'object' ? want.same : undefined;
+        const sameMsg = same !== undefined ? counterNameProblem(same, vms) : undefined;
+        if (sameMsg !== undefined) out.push({ path: at('expect', k, 'same'), message: sameMsg });
       }
       return;
     }

@@ -383,9 +383,21 @@ const counters = z.strictObject({
   ...stepBase,
   do: z.literal('counters'),
   expect: z
-    .record(z.string(), anyInt)
+    .record(
+      z.string(),
+      z.union([
+        anyInt,
+        z
+          .strictObject({
+            same: z.string().optional().describe('Equal to this other counter'),
+            atLeast: anyInt.optional(),
+            atMost: anyInt.optional(),
+          })
+          .describe('A relation instead of a number, so the expectation holds for any --seed'),
+      ]),
+    )
     .optional()
-    .describe("Counter name → value (see the report's counters for names)"),
+    .describe("Counter name → value or relation (see the report's counters for names)"),
 });
 
 const settle = z.strictObject({ ...stepBase, do: z.literal('settle') });

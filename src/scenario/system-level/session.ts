@@ -22,7 +22,7 @@
  *   memory; a faulting DMA targets a VA below the process's mmap base, which is never mapped.
  */
 
-import { prng } from '../../arch/prng.ts';
+import { mixSeed, prng } from '../../arch/prng.ts';
 import { VIRT_MEM } from '../../arch/virt.ts';
 import type { GuestJob } from '../../guest/os.ts';
 import type { PdmaDriver, PdmaRequest } from '../../guest/pdma.ts';
@@ -141,7 +141,7 @@ export class SystemSession implements Session<Step> {
   constructor(sys: VsvaSystem, setup: Setup, ctx: RunContext) {
     this.sys = sys;
     this.setup = setup;
-    this.rand = prng(ctx.seed);
+    this.rand = prng(mixSeed(ctx.seed));
     this.tracer = ctx.tracer;
     for (const spec of setup.vms) {
       const sv = sys.vm(spec.name);
@@ -314,7 +314,10 @@ export class SystemSession implements Session<Step> {
         break;
       case 'counters': {
         const c = systemCounters(this.sys);
-        for (const [k, want] of Object.entries(st.expect ?? {})) expectMatch(b, k, c[k], want);
+        for (const [k, want] of Object.entries(st.expect ?? {})) {
+          if (typeof want === 'bigint') expectMatch(b, k, c[k], want);
+          else expectRelation(b, k, c, want);
+        }
         break;
       }
       case 'settle':
@@ -549,7 +552,7 @@ export class SystemSession implements Session<Step> {
       );
       return;
     }
-    const rand = st.seed !== undefined ? prng(st.seed) : this.rand;
+    const rand = st.seed !== undefined ? prng(mixSeed(st.seed)) : this.rand;
     const pick = <T>(xs: readonly T[]): T => xs[rand() % xs.length]!;
     const procs = st.processes.map((n) => this.proc(v, n));
     for (const ps of procs) {
@@ -825,4 +828,24 @@ export class SystemSession implements Session<Step> {
     this.sys.teardown();
     return { counters: systemCounters(this.sys), invariants: { ...this.sys.invariants() } };
   }
+}
+
+/** A counter relation (`same`, `atLeast`, `atMost`): holds for any seed, unlike an exact count. */
+function expectRelation(
+  b: StepBuilder,
+  name: string,
+  c: Record<string, number>,
+  want: { same?: string | undefined; atLeast?: bigint | undefined; atMost?: bigint | undefined },
+): void {
+  const got = c[name];
+  if (want.same !== undefined)
+    b.expect(
+      `${name} = ${want.same}`,
+      got !== undefined && got === c[want.same],
+      `${got} vs ${c[want.same]}`,
+    );
+  if (want.atLeast !== undefined)
+    b.expect(`${name} ≥ ${want.atLeast}`, got !== undefined && BigInt(got) >= want.atLeast, String(got));
+  if (want.atMost !== undefined)
+    b.expect(`${name} ≤ ${want.atMost}`, got !== undefined && BigInt(got) <= want.atMost, String(got));
 }
