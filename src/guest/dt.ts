@@ -5,7 +5,7 @@
  * it); nothing throws. The writer is `encodeVirtDtBlob` in src/arch/virt.ts.
  */
 
-import { type VirtDt, VSVA_DT_MAGIC } from '../arch/virt.ts';
+import { VSVA_DT_MAGIC } from '../arch/virt.ts';
 import type { MemoryPort } from '../hw/memory.ts';
 
 export interface Range {
