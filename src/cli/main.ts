@@ -10,6 +10,7 @@ import { Command, InvalidArgumentError } from '@commander-js/extra-typings';
 import { scenarioJsonSchema } from '../scenario/format/json-schema.ts';
 import { LEVELS } from '../scenario/levels.ts';
 import { benchCommand } from './bench.ts';
+import { inspectCommand } from './inspect.ts';
 import { processIo } from './io.ts';
 import { runCommand, validateCommand } from './run.ts';
 
@@ -90,6 +91,43 @@ Examples:
   )
   .action(() => {
     processIo.out(JSON.stringify(scenarioJsonSchema(LEVELS), null, 2));
+  });
+
+const collect = (v: string, prev: string[]): string[] => [...prev, v];
+
+program
+  .command('inspect')
+  .description(
+    'decode a memory dump offline: stream table, STE, CD table, CD, and a translation with every table read',
+  )
+  .option('--image <file@base>', 'a raw memory image and its physical base address (repeatable)', collect, [])
+  .option(
+    '--reg <name=value>',
+    'an SMMU register value, e.g. STRTAB_BASE=0x40000000 (repeatable)',
+    collect,
+    [],
+  )
+  .option('--sid <n>', 'StreamID of the transaction')
+  .option('--ssid <n>', 'SubstreamID (PASID); omit for a transaction without one')
+  .option('--iova <addr>', 'address to translate; omit to decode the configuration only')
+  .option('--access <kind>', 'read, write or exec', 'read')
+  .option('--privileged', 'a privileged transaction (default: unprivileged, like user-space DMA)')
+  .option('--json', 'print the decode as JSON')
+  .addHelpText(
+    'after',
+    `
+Registers: STRTAB_BASE and STRTAB_BASE_CFG are needed; IDR0/IDR1/IDR5, CR0, CR1, CR2 and GBPA are
+used when given (missing ID registers mean the model's default features, and the report says so).
+
+Examples:
+  $ vsva inspect --image ram.bin@0x40000000 --reg STRTAB_BASE=0x40000000 --reg STRTAB_BASE_CFG=0x10188 \
+        --sid 2 --ssid 3 --iova 0x234560000abc
+  $ vsva inspect --image low.bin@0x0 --image high.bin@0x80000000 --reg STRTAB_BASE=0x80000000 \
+        --reg STRTAB_BASE_CFG=0x8 --sid 1 --json
+Exit status: 0 decoded (a translation fault is a result); 1 decoded with problems; 2 bad arguments.`,
+  )
+  .action((opts) => {
+    process.exitCode = inspectCommand(opts, processIo);
   });
 
 program

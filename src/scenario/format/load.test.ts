@@ -44,7 +44,7 @@ describe('loadScenarioText', () => {
 
   it('points at the key of an unknown field', () => {
     const e = errors(GOOD.replace('    into: a\n', '    into: a\n    extra: 1\n'));
-    expect(e).toEqual(['x.yaml:9:5: steps[0]: unknown field "extra"']);
+    expect(e).toEqual(['x.yaml:9:5: steps[0].extra: unknown field "extra"']);
   });
 
   it('reports a bad number with what was expected', () => {

@@ -74,7 +74,9 @@ export function fieldName(path: readonly PropertyKey[]): string {
 /** The YAML node at `path`, or the deepest existing ancestor; and the key node when asked for a key. */
 function nodeAt(doc: Document, path: readonly PropertyKey[], key?: string): Node | undefined {
   let node: unknown = doc.contents;
-  for (const p of path) {
+  // An unknown key's path ends with the key itself: walk to its mapping, then find the key node.
+  const walk = key !== undefined ? path.slice(0, -1) : path;
+  for (const p of walk) {
     const next = (node as { get?: (k: unknown, keep: boolean) => unknown } | undefined)?.get?.(p, true);
     if (next === undefined || next === null) break;
     node = next;
@@ -98,7 +100,7 @@ function zodProblems(err: z.ZodError): (Problem & { key?: string })[] {
   for (const issue of err.issues) {
     const path = issue.path as (string | number)[];
     if (issue.code === 'unrecognized_keys') {
-      for (const k of issue.keys) out.push({ path, key: k, message: `unknown field "${k}"` });
+      for (const k of issue.keys) out.push({ path: [...path, k], key: k, message: `unknown field "${k}"` });
       continue;
     }
     if (

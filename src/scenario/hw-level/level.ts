@@ -12,6 +12,8 @@
  * `expect: {error: CERROR_ILL}` to expect the refusal.
  */
 
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { getField, setField } from '../../arch/fields.ts';
 import { CERROR_NAMES } from '../../arch/smmuv3/commands.ts';
 import {
@@ -22,6 +24,7 @@ import {
   SMMU_GERRORN,
   SMMU_REGISTER_BY_NAME,
   SMMU_REGISTER_BY_OFFSET,
+  SMMU_STRTAB_BASE,
 } from '../../arch/smmuv3/registers.ts';
 import {
   ACCESS_EXEC,
@@ -46,6 +49,7 @@ import { cmdSync, encodeCd, encodeSte, type SteParams } from '../../hw/smmuv3/st
 import { expectMatch, show } from '../format/expect.ts';
 import { defineLevel, type RunContext, type Session } from '../format/level.ts';
 import { traceSmmu } from '../format/trace-hooks.ts';
+import { dumpImages } from '../inspect/index.ts';
 import type { StepBuilder } from '../report.ts';
 import { checkHardware } from './check.ts';
 import { encodeCommand } from './commands.ts';
@@ -136,6 +140,8 @@ class HwSession implements Session<HwStep> {
         return this.ackGerror(b);
       case 'events':
         return this.events(st, b);
+      case 'dump':
+        return this.dump(st, b);
       case 'stats':
         if (st.expect !== undefined) expectMatch(b, 'counters', smmuCounters(this.m.smmu), st.expect);
         return;
@@ -144,6 +150,38 @@ class HwSession implements Session<HwStep> {
 
   finish() {
     return { counters: smmuCounters(this.m.smmu) };
+  }
+
+  /**
+   * Writes the memory as raw images and the registers `vsva inspect` needs into `dir`, with
+   * inspect-args.txt holding the arguments, so the state can be decoded offline as a dump would be.
+   */
+  private dump(st: StepOf<'dump'>, b: StepBuilder): void {
+    const smmu = this.m.smmu;
+    let images: string[];
+    try {
+      images = dumpImages(this.m.mem, st.dir, 'mem');
+    } catch (e) {
+      b.expect(`the memory is written to ${st.dir}`, false, (e as Error).message);
+      return;
+    }
+    const reg = (name: string): number => smmu.read32(SMMU_REGISTER_BY_NAME.get(`SMMU_${name}`)!.offset);
+    const strtab = smmu.read32(SMMU_STRTAB_BASE) + smmu.read32(SMMU_STRTAB_BASE + 4) * 2 ** 32;
+    const args = [
+      ...images.map((i) => `--image ${i}`),
+      `--reg STRTAB_BASE=${hx(strtab)}`,
+      ...DUMPED_REGISTERS.map((n) => `--reg ${n}=${hx(reg(n))}`),
+    ];
+    const file = join(st.dir, 'inspect-args.txt');
+    try {
+      writeFileSync(file, `${args.join(' ')}\n`);
+    } catch (e) {
+      b.expect(`${file} is written`, false, (e as Error).message);
+      return;
+    }
+    b.note(`${images.length} image(s) and ${DUMPED_REGISTERS.length + 1} registers in ${st.dir}`);
+    b.note(`decode offline: vsva inspect $(cat ${file}) --sid N [--ssid N] --iova ADDR`);
+    b.expect('the dump is written', true, file);
   }
 
   private pa(b: StepBuilder, ref: AddrRef, what = 'address'): number | undefined {
@@ -527,6 +565,9 @@ class HwSession implements Session<HwStep> {
       );
   }
 }
+
+/** The registers `vsva inspect` uses, as `--reg NAME=VALUE` arguments. */
+const DUMPED_REGISTERS = ['IDR0', 'IDR1', 'IDR3', 'IDR5', 'CR0', 'CR1', 'CR2', 'GBPA', 'STRTAB_BASE_CFG'];
 
 function titleOf(st: HwStep): string {
   switch (st.do) {

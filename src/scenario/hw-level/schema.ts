@@ -556,6 +556,15 @@ const events = z.strictObject({
     .describe('The records drained, in order, or {count}'),
 });
 
+const dump = z.strictObject({
+  ...stepBase,
+  do: z.literal('dump'),
+  dir: z
+    .string()
+    .min(1)
+    .describe('Directory (relative to the working directory) for the memory images and inspect-args.txt'),
+});
+
 const stats = z.strictObject({
   ...stepBase,
   do: z.literal('stats'),
@@ -579,6 +588,7 @@ export const hwStep = z.discriminatedUnion('do', [
   cmdqRecover,
   ackGerror,
   events,
+  dump,
   stats,
 ]);
 export type HwStep = z.infer<typeof hwStep>;

@@ -213,7 +213,7 @@ describe('refusals (schema and semantic checks)', () => {
       base('  - { do: ioctl, fd: c, request: VFIO_GET_API_VERSION, argz: 3 }\n  - { do: fork }'),
     );
     expect(e.map((x) => [x.line, x.field])).toEqual([
-      [8, 'steps[1]'],
+      [8, 'steps[1].argz'],
       [9, 'steps[2].do'],
     ]);
     expect(e[0]!.message).toMatch(/unknown field "argz"/);
