@@ -252,6 +252,19 @@ describe('executors', () => {
     expect(r.counters['blocked calls']).toBe(1);
   });
 
+  it('a call without expect must not fail: a refusal has to be asked for', () => {
+    const r = run(
+      scenario(
+        '  processes: [p]',
+        '  - { do: eventfd, flags: 0x2 }\n  - { do: eventfd, flags: 0x2, expect: { errno: EINVAL } }\n  - { do: eventfd }',
+      ),
+    );
+    expect(failures(r)).toEqual(
+      ['eventfd: the call does not fail'].map((x) => expect.stringContaining(x.split(':')[1]!.trim())),
+    );
+    expect(r.steps.map((s) => s.expectations.every((e) => e.ok))).toEqual([false, true, true]);
+  });
+
   it('expectations fail when the outcome differs', () => {
     const r = run(
       scenario(

@@ -267,8 +267,13 @@ export class UapiSession implements Session<UapiStep> {
     value: number | undefined,
     e: ResultExpect | undefined,
   ): void {
-    if (e === undefined) return;
     const got = asleep ? 'blocked (asleep)' : describeRet(value!);
+    // Decision: as at the other levels, a call without `expect` is expected not to fail (to sleep
+    // or to return ≥ 0); a refusal must be asked for with `errno`, so nothing fails unnoticed.
+    if (e === undefined) {
+      b.expect('the call does not fail', asleep || (value !== undefined && value >= 0), got);
+      return;
+    }
     if (e.blocked !== undefined)
       b.expect(e.blocked ? 'the call sleeps' : 'the call returns', asleep === e.blocked, got);
     if (e.errno !== undefined) {
