@@ -259,9 +259,8 @@ describe('executors', () => {
         '  - { do: eventfd, flags: 0x2 }\n  - { do: eventfd, flags: 0x2, expect: { errno: EINVAL } }\n  - { do: eventfd }',
       ),
     );
-    expect(failures(r)).toEqual(
-      ['eventfd: the call does not fail'].map((x) => expect.stringContaining(x.split(':')[1]!.trim())),
-    );
+    expect(failures(r)).toHaveLength(1);
+    expect(failures(r)[0]).toMatch(/: the call does not fail$/);
     expect(r.steps.map((s) => s.expectations.every((e) => e.ok))).toEqual([false, true, true]);
   });
 
