@@ -18,7 +18,7 @@ import type { GuestProcess } from '../guest/process.ts';
 import { CS_READ_FAULT, CS_SUCCESS } from '../hw/pci/pasid-dma-regs.ts';
 import type { Tracer } from './format/trace.ts';
 import { finishReport, type ScenarioReport, StepBuilder, type StepReport } from './report.ts';
-import { type SystemVm, VsvaSystem } from './system.ts';
+import { VsvaSystem } from './system.ts';
 
 export interface DefaultScenarioOptions {
   /** Guest RAM (default 1 GiB). */
@@ -90,7 +90,7 @@ export function runDefaultScenario(opts: DefaultScenarioOptions = {}): DefaultSc
   const finish = (): DefaultScenarioResult => {
     sys.teardown();
     return {
-      report: finishReport('default: vSVA end to end', steps, counters(sys), { ...sys.invariants() }),
+      report: finishReport('default: vSVA end to end', steps, sys.totals(), { ...sys.invariants() }),
       sys,
       processes: procs,
     };
@@ -290,45 +290,4 @@ export function runDefaultScenario(opts: DefaultScenarioOptions = {}): DefaultSc
   );
   steps.push(s7.done());
   return finish();
-}
-
-/** The flat counters of the report. */
-function counters(sys: VsvaSystem): Record<string, number> {
-  const c: Record<string, number> = {};
-  let tx = 0;
-  let bytes = 0;
-  let hits = 0;
-  let misses = 0;
-  let reads = 0;
-  let events = 0;
-  for (const s of sys.host.smmus) {
-    tx += s.bus.stats.reads + s.bus.stats.writes;
-    bytes += s.bus.stats.bytesRead + s.bus.stats.bytesWritten;
-    hits += s.hw.iotlb.stats.hits;
-    misses += s.hw.iotlb.stats.misses;
-    reads += s.hw.stats.descReads;
-    events += s.hw.stats.eventsWritten;
-  }
-  c['dma.transactions'] = tx;
-  c['dma.bytes'] = bytes;
-  c['smmu.iotlb.hits'] = hits;
-  c['smmu.iotlb.misses'] = misses;
-  c['smmu.walk.reads'] = reads;
-  c['smmu.events'] = events;
-  const vms: SystemVm[] = sys.vms;
-  const sum = (k: string) => vms.reduce((n, v) => n + (v.vm.counters()[k] ?? 0), 0);
-  c['vfio.ioctls'] = sum('vfio.ioctls');
-  c['guest.faults'] = vms.reduce((n, v) => n + v.guest.processes.reduce((m, p) => m + p.faults.length, 0), 0);
-  c['eventloop.syscalls'] = sum('eventloop.syscalls');
-  for (const k of [
-    'kvm.runs',
-    'kvm.mmioExits',
-    'vsmmu.commands',
-    'vsmmu.setPasidTable',
-    'vsmmu.cacheInvalidate',
-    'vsmmu.faultsReceived',
-  ])
-    c[k] = sum(k);
-  c['isolation.deviceWrites'] = sys.isolation.writes;
-  return c;
 }

@@ -291,6 +291,49 @@ export class VsvaSystem {
     }
   }
 
+  /**
+   * Whole-system totals (the default scenario's counters, and the base of the system level's):
+   * device transactions on the host buses, IOTLB, walks, events, isolation checks, guest faults,
+   * and the VMMs' counters summed over VMs.
+   */
+  totals(): Record<string, number> {
+    const c: Record<string, number> = {
+      'dma.transactions': 0,
+      'dma.bytes': 0,
+      'smmu.iotlb.hits': 0,
+      'smmu.iotlb.misses': 0,
+      'smmu.walk.reads': 0,
+      'smmu.events': 0,
+    };
+    for (const s of this.host.smmus) {
+      c['dma.transactions']! += s.bus.stats.reads + s.bus.stats.writes;
+      c['dma.bytes']! += s.bus.stats.bytesRead + s.bus.stats.bytesWritten;
+      c['smmu.iotlb.hits']! += s.hw.iotlb.stats.hits;
+      c['smmu.iotlb.misses']! += s.hw.iotlb.stats.misses;
+      c['smmu.walk.reads']! += s.hw.stats.descReads;
+      c['smmu.events']! += s.hw.stats.eventsWritten;
+    }
+    const sum = (k: string) => this.vms.reduce((n, v) => n + (v.vm.counters()[k] ?? 0), 0);
+    c['vfio.ioctls'] = sum('vfio.ioctls');
+    c['guest.faults'] = this.vms.reduce(
+      (n, v) => n + v.guest.processes.reduce((m, p) => m + p.faults.length, 0),
+      0,
+    );
+    c['eventloop.syscalls'] = sum('eventloop.syscalls');
+    for (const k of [
+      'kvm.runs',
+      'kvm.mmioExits',
+      'vsmmu.commands',
+      'vsmmu.setPasidTable',
+      'vsmmu.cacheInvalidate',
+      'vsmmu.faultsReceived',
+    ])
+      c[k] = sum(k);
+    c['isolation.deviceWrites'] = this.isolation.writes;
+    c['isolation.violations'] = this.isolation.violations;
+    return c;
+  }
+
   /** What is left after `teardown` (all expected to be 0). */
   invariants(): Invariants {
     let fds = 0;

@@ -1,8 +1,8 @@
 /**
  * The system level's flat counters (what `counters` steps expect on and what the report lists):
  *
- * - `dma.*`, `smmu.*`, `isolation.*`, `guest.faults`: the whole system, as the default scenario
- *   reports them (device transactions on the host buses, IOTLB, walks, events, isolation checks);
+ * - `dma.*`, `smmu.*`, `isolation.*`, `guest.faults`, `vfio.*`, `kvm.*`, …: the whole system
+ *   (`VsvaSystem.totals`, as the default scenario reports them);
  * - `host.<smmu>.<stat>` and `host.<smmu>.events.<NAME>`: each host SMMUv3's own statistics;
  * - `<vm>.<family>.…`: the VMM's counters (KVM runs and exits, VFIO ioctls, main loop, vSMMU incl.
  *   `vsmmu.events.<NAME>` written into the guest's event queue), the guest's (`guest.faults`,
@@ -46,33 +46,7 @@ function vmCounters(v: SystemVm, out: Record<string, number>): void {
 
 /** Every counter of `sys`, flat. */
 export function systemCounters(sys: VsvaSystem): Record<string, number> {
-  const c: Record<string, number> = {};
-  let tx = 0;
-  let bytes = 0;
-  let hits = 0;
-  let misses = 0;
-  let reads = 0;
-  let events = 0;
-  for (const s of sys.host.smmus) {
-    tx += s.bus.stats.reads + s.bus.stats.writes;
-    bytes += s.bus.stats.bytesRead + s.bus.stats.bytesWritten;
-    hits += s.hw.iotlb.stats.hits;
-    misses += s.hw.iotlb.stats.misses;
-    reads += s.hw.stats.descReads;
-    events += s.hw.stats.eventsWritten;
-  }
-  c['dma.transactions'] = tx;
-  c['dma.bytes'] = bytes;
-  c['smmu.iotlb.hits'] = hits;
-  c['smmu.iotlb.misses'] = misses;
-  c['smmu.walk.reads'] = reads;
-  c['smmu.events'] = events;
-  c['isolation.deviceWrites'] = sys.isolation.writes;
-  c['isolation.violations'] = sys.isolation.violations;
-  c['guest.faults'] = sys.vms.reduce(
-    (n, v) => n + v.guest.processes.reduce((m, p) => m + p.faults.length, 0),
-    0,
-  );
+  const c = sys.totals();
   for (const s of sys.host.smmus) {
     numeric(`host.${s.name}`, s.hw.stats, c);
     byName(`host.${s.name}.events`, s.hw.stats.byEvent, c);
