@@ -194,8 +194,16 @@ export class SystemSession implements Session<Step> {
     return this.sys.run(job);
   }
 
-  private pdma(v: VmState, device: number): PdmaDriver | undefined {
-    return v.sv.guest.pdma[device];
+  /** The guest's driver of DMA engine `device`; records a failed expectation when there is none. */
+  private pdma(v: VmState, device: number, b: StepBuilder): PdmaDriver | undefined {
+    const drv = v.sv.guest.pdma[device];
+    if (drv === undefined)
+      b.expect(
+        `device ${device} has a DMA driver in the guest`,
+        false,
+        `${v.sv.guest.pdma.length} DMA engines`,
+      );
+    return drv;
   }
 
   /** The VA a location names in process `ps` (undefined: unknown buffer). */
@@ -361,16 +369,9 @@ export class SystemSession implements Session<Step> {
   private bindUnbind(st: Extract<Step, { do: 'bind' | 'unbind' }>, b: StepBuilder): void {
     const v = this.vm(st.vm);
     const ps = this.proc(v, st.process);
-    const fn = this.pdma(v, st.device)?.fn;
+    const fn = this.pdma(v, st.device, b)?.fn;
     const sva = v.sv.guest.sva;
-    if (fn === undefined) {
-      b.expect(
-        `device ${st.device} has a DMA driver in the guest`,
-        false,
-        `${v.sv.guest.pdma.length} DMA engines`,
-      );
-      return;
-    }
+    if (fn === undefined) return;
     const pasidBefore = ps.p.pasid;
     const r =
       st.do === 'bind'
@@ -480,15 +481,8 @@ export class SystemSession implements Session<Step> {
   private dma(st: Extract<Step, { do: 'dma' }>, b: StepBuilder): void {
     const v = this.vm(st.vm);
     const ps = this.proc(v, st.process);
-    const drv = this.pdma(v, st.device);
-    if (drv === undefined) {
-      b.expect(
-        `device ${st.device} has a DMA driver in the guest`,
-        false,
-        `${v.sv.guest.pdma.length} DMA engines`,
-      );
-      return;
-    }
+    const drv = this.pdma(v, st.device, b);
+    if (drv === undefined) return;
     const word = (st.pattern * 0x0101_0101) >>> 0;
     const req: PdmaRequest = {
       op: st.op,
@@ -543,15 +537,8 @@ export class SystemSession implements Session<Step> {
 
   private workload(st: Extract<Step, { do: 'workload' }>, b: StepBuilder): void {
     const v = this.vm(st.vm);
-    const drv = this.pdma(v, st.device);
-    if (drv === undefined) {
-      b.expect(
-        `device ${st.device} has a DMA driver in the guest`,
-        false,
-        `${v.sv.guest.pdma.length} DMA engines`,
-      );
-      return;
-    }
+    const drv = this.pdma(v, st.device, b);
+    if (drv === undefined) return;
     const rand = st.seed !== undefined ? prng(mixSeed(st.seed)) : this.rand;
     const pick = <T>(xs: readonly T[]): T => xs[rand() % xs.length]!;
     const procs = st.processes.map((n) => this.proc(v, n));
@@ -686,7 +673,7 @@ export class SystemSession implements Session<Step> {
         smmu.injectCommand = cmdRaw(0x7f);
         r = this.job(v, 'illegal command', () => smmu.submit([cmdTlbiNhAsid(0, 1)]));
       } else {
-        const fn = this.pdma(v, st.device)?.fn;
+        const fn = this.pdma(v, st.device, b)?.fn;
         const m = fn === undefined ? undefined : smmu.masters.get(fn.rid);
         if (m === undefined) {
           b.expect(`device ${st.device} is attached to the guest SMMU`, false, 'no master');
@@ -707,7 +694,7 @@ export class SystemSession implements Session<Step> {
       };
     } else {
       const ps = this.proc(v, st.process!);
-      const drv = this.pdma(v, st.device);
+      const drv = this.pdma(v, st.device, b);
       const va = ps.p.mmap(PAGE);
       if (drv === undefined || va < 0 || ps.p.pt === undefined) {
         b.expect('a DMA engine and a page to redirect', false, `va ${va}`);
