@@ -4,7 +4,7 @@
  * while a file is bad, JSON output, and a trace file that is valid trace-event JSON.
  */
 
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -105,5 +105,37 @@ describe('vsva run on the real levels', () => {
     expect(a === b).toBe(true);
     expect(a === c).toBe(false);
     expect(runs[0]!.stdout[0]).toBe(runs[1]!.stdout[0]);
+  });
+});
+
+describe('vsva validate on broken copies of the examples', () => {
+  const scen = (f: string) => readFileSync(join(import.meta.dirname, '..', '..', 'scenarios', f), 'utf8');
+
+  it('names file, line, column and field for each problem, at every level', () => {
+    const hw = file(
+      'hw-broken.yaml',
+      scen('hw-nested.yaml').replace(
+        'ssid: 3\n    iova: "0x2345_6000_0abc"',
+        'ssid: 3\n    iova: "0x2345_6000_0abg"',
+      ),
+    );
+    const uapi = file(
+      'uapi-broken.yaml',
+      scen('seed-2-set-pasid-table.yaml').replace(
+        'request: VFIO_GET_API_VERSION',
+        'request: VFIO_GET_API_VERSON',
+      ),
+    );
+    const sys = file(
+      'sys-broken.yaml',
+      scen('system-sva.yaml').replace('{ do: bind, process: p3,', '{ do: bind, process: p9,'),
+    );
+    const io = memoryIo();
+    expect(validateCommand([hw, uapi, sys], io)).toBe(1);
+    const lines = io.stdout.join('\n');
+    expect(lines).toMatch(/hw-broken\.yaml:\d+:\d+: steps\[\d+\]\.iova: expected a number/);
+    expect(lines).toMatch(/uapi-broken\.yaml:\d+:\d+: steps\[\d+\]\.request: .*VFIO_GET_API_VERSON/);
+    expect(lines).toMatch(/sys-broken\.yaml:\d+:\d+: steps\[\d+\]\.process: .*p9/);
+    expect(io.stdout.at(-1)).toBe('3 of 3 file(s) have problems');
   });
 });
