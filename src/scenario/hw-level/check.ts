@@ -6,6 +6,7 @@
  * fields their layout has (IHI 0070 chapter 4), and descriptor fields exist at the table's stage.
  */
 
+import { SMMU_REGISTER_BY_NAME, SMMU_REGISTER_BY_OFFSET } from '../../arch/smmuv3/registers.ts';
 import { resolveFeatures } from '../../hw/smmuv3/features.ts';
 import type { Problem } from '../format/level.ts';
 import { unknownCommandFields } from './commands.ts';
@@ -127,6 +128,17 @@ function stepProblems(s: HwSetup, st: HwStep, i: number, names: Names): Problem[
     else if (stage !== undefined && have !== stage)
       out.push({ path: at(key), message: `"${name}" is a stage-${have} table, expected stage ${stage}` });
   };
+  if (st.do === 'mmio_write') {
+    // A named 32-bit register cannot take a wider value (the model would silently keep the low half).
+    const def =
+      typeof st.reg === 'string' ? SMMU_REGISTER_BY_NAME.get(st.reg) : SMMU_REGISTER_BY_OFFSET.get(st.reg);
+    const width = def?.width ?? 32;
+    if (st.value >= 2n ** BigInt(width))
+      out.push({
+        path: at('value'),
+        message: `${def?.name ?? 'the register'} is ${width}-bit: expected at most 0x${(2n ** BigInt(width) - 1n).toString(16)}`,
+      });
+  }
   switch (st.do) {
     case 'write':
       out.push(

@@ -80,6 +80,12 @@ describe('refusals at load time', () => {
     expect(e[0]).toMatch(/^x\.yaml:8:\d+: steps\[1\]\.reg: expected a register name/);
   });
 
+  it('a value wider than its register', () => {
+    const e = errors(`${BASE}  - { do: mmio_write, reg: CR0, value: "0x1_0000_0001" }\n`);
+    expect(e).toEqual([expect.stringMatching(/^x\.yaml:7:\d+: steps\[0\]\.value: SMMU_CR0 is 32-bit/)]);
+    expect(errors(`${BASE}  - { do: mmio_write, reg: STRTAB_BASE, value: "0x1_0000_0001" }\n`)).toEqual([]);
+  });
+
   it('an unknown event name, with its line', () => {
     const e = errors(`${BASE}  - do: events\n    expect:\n      - { id: F_TRANSLATON }\n`);
     expect(e).toHaveLength(1);
