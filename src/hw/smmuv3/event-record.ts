@@ -5,7 +5,7 @@
  * (and vsva's tests) do with the event queue.
  */
 
-import { hi32, join64, lo32 } from '../../arch/bits.ts';
+import { hi32, join64, lo32, toBigInt } from '../../arch/bits.ts';
 import { getField, setField } from '../../arch/fields.ts';
 import {
   EVT_0_ID,
@@ -20,6 +20,7 @@ import {
   EVT_1_TTRNW,
   EVT_3_FETCHADDR,
   EVT_3_IPA,
+  EVT_CLASS_NAMES,
   EVT_LAYOUTS,
   eventName,
   F_PERMISSION,
@@ -129,4 +130,39 @@ export function eventInputAddr(e: SmmuEvent): number {
 /** Splits a number address into the hi/lo pair EventInit expects. */
 export function inputWords(addr: number): { inputHi: number; inputLo: number } {
   return { inputHi: hi32(addr), inputLo: lo32(addr) };
+}
+
+/** A record field by its §7.3 name: a number, an exact 64-bit address, a flag, or CLASS's name. */
+export type EventFieldValue = number | bigint | boolean | string;
+
+/** Each presentable field's value (EventNumber, Reason, STAG and Stall are not presented). */
+const EVENT_FIELD_VALUES: readonly (readonly [string, (e: SmmuEvent) => EventFieldValue | undefined])[] = [
+  ['StreamID', (e) => e.streamId],
+  ['SSV', (e) => e.substreamId >= 0],
+  ['SubstreamID', (e) => (e.substreamId >= 0 ? e.substreamId : undefined)],
+  ['RnW', (e) => e.rnw],
+  ['InD', (e) => e.ind],
+  ['PnU', (e) => e.pnu],
+  ['S2', (e) => e.s2],
+  ['CLASS', (e) => EVT_CLASS_NAMES[e.cls] ?? e.cls],
+  ['TTRnW', (e) => e.ttrnw],
+  ['InputAddr', (e) => toBigInt(e.inputHi, e.inputLo)],
+  ['IPA', (e) => e.ipa],
+  ['FetchAddr', (e) => e.fetchAddr],
+];
+
+/**
+ * The fields a record of this kind carries, under their §7.3 names and in a fixed order: StreamID
+ * always, the others only where the kind's layout has them (SubstreamID only with a SubstreamID).
+ * InputAddr is exact (a bigint); CLASS is given by name (CD, TT, IN).
+ */
+export function eventFields(e: SmmuEvent): Record<string, EventFieldValue> {
+  const layout = new Set((EVT_LAYOUTS[e.id] ?? []).map((f) => f.name));
+  const out: Record<string, EventFieldValue> = {};
+  for (const [name, value] of EVENT_FIELD_VALUES) {
+    if (name !== 'StreamID' && !layout.has(name)) continue;
+    const v = value(e);
+    if (v !== undefined) out[name] = v;
+  }
+  return out;
 }

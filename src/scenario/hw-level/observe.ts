@@ -5,9 +5,8 @@
  * object for the report.
  */
 
-import { EVT_CLASS_NAMES, EVT_LAYOUTS } from '../../arch/smmuv3/events.ts';
 import type { RegDef } from '../../arch/smmuv3/registers.ts';
-import type { SmmuEvent } from '../../hw/smmuv3/event-record.ts';
+import { eventFields, type SmmuEvent } from '../../hw/smmuv3/event-record.ts';
 import { type DmaResult, type Smmu, TXN_STATUS_NAMES } from '../../hw/smmuv3/smmu.ts';
 import { show } from '../format/expect.ts';
 import type { EventExpect } from './schema.ts';
@@ -19,25 +18,7 @@ export interface ObservedEvent {
 
 /** A decoded record as `{id, fields}`; only the fields its kind defines (§7.3) are present. */
 export function observeEvent(e: SmmuEvent): ObservedEvent {
-  const layout = new Set((EVT_LAYOUTS[e.id] ?? []).map((f) => f.name));
-  const all: Record<string, unknown> = {
-    StreamID: e.streamId,
-    SSV: e.substreamId >= 0,
-    SubstreamID: e.substreamId >= 0 ? e.substreamId : undefined,
-    RnW: e.rnw,
-    InD: e.ind,
-    PnU: e.pnu,
-    S2: e.s2,
-    CLASS: EVT_CLASS_NAMES[e.cls] ?? e.cls,
-    TTRnW: e.ttrnw,
-    InputAddr: (BigInt(e.inputHi) << 32n) | BigInt(e.inputLo),
-    IPA: e.ipa,
-    FetchAddr: e.fetchAddr,
-  };
-  const fields: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(all))
-    if ((layout.has(k) || k === 'StreamID') && v !== undefined) fields[k] = v;
-  return { id: e.name, fields };
+  return { id: e.name, fields: eventFields(e) };
 }
 
 /** The expectation as the comparable object (`fields` omitted when not given). */

@@ -34,7 +34,6 @@ import {
   C_BAD_STREAMID,
   C_BAD_SUBSTREAMID,
   EVT_CLASS_NAMES,
-  EVT_LAYOUTS,
   F_ACCESS,
   F_ADDR_SIZE,
   F_CD_FETCH,
@@ -63,7 +62,7 @@ import {
   WALK_OK,
 } from '../../arch/vmsa.ts';
 import { type CdConfig, decodeCd, decodeSte, type SteConfig, WORLD_NAMES } from '../../hw/smmuv3/config.ts';
-import { decodeEvent, type EventInit, encodeEvent, type SmmuEvent } from '../../hw/smmuv3/event-record.ts';
+import { decodeEvent, type EventInit, encodeEvent, eventFields } from '../../hw/smmuv3/event-record.ts';
 import type { SmmuFeatures } from '../../hw/smmuv3/features.ts';
 import { referenceTranslate, type TranslationRegisters } from '../../hw/smmuv3/reference.ts';
 import { TXN_STATUS_NAMES } from '../../hw/smmuv3/smmu.ts';
@@ -291,50 +290,15 @@ function alignDownBig(a: number, log2: number): number {
   return a - (a % 2 ** log2);
 }
 
-/** Record field name → the SmmuEvent value to show. */
-function eventFieldValue(e: SmmuEvent, name: string): number | string | boolean | undefined {
-  switch (name) {
-    case 'EventNumber':
-      return e.id;
-    case 'StreamID':
-      return e.streamId;
-    case 'SSV':
-      return e.substreamId >= 0;
-    case 'SubstreamID':
-      return e.substreamId;
-    case 'RnW':
-      return e.rnw;
-    case 'InD':
-      return e.ind;
-    case 'PnU':
-      return e.pnu;
-    case 'S2':
-      return e.s2;
-    case 'CLASS':
-      return EVT_CLASS_NAMES[e.cls] ?? e.cls;
-    case 'TTRnW':
-      return e.ttrnw;
-    case 'InputAddr':
-      return hx((BigInt(e.inputHi) << 32n) | BigInt(e.inputLo));
-    case 'IPA':
-      return hx(e.ipa);
-    case 'FetchAddr':
-      return hx(e.fetchAddr);
-    default:
-      return undefined;
-  }
-}
+/** Addresses in a report are hex strings. */
+const ADDRESS_FIELDS = new Set(['InputAddr', 'IPA', 'FetchAddr']);
 
 /** An event as its 32-byte record would carry it: encoded and decoded, so it is exactly that. */
 export function eventReport(init: EventInit | Uint32Array): EventReport {
   const e = decodeEvent(init instanceof Uint32Array ? init : encodeEvent(init));
   const fields: Record<string, number | string | boolean> = {};
-  for (const f of EVT_LAYOUTS[e.id] ?? []) {
-    if (f.name === 'EventNumber' || f.name === 'Reason' || f.name === 'STAG' || f.name === 'Stall') continue;
-    if (f.name === 'SubstreamID' && e.substreamId < 0) continue;
-    const v = eventFieldValue(e, f.name);
-    if (v !== undefined) fields[f.name] = v;
-  }
+  for (const [name, v] of Object.entries(eventFields(e)))
+    fields[name] = ADDRESS_FIELDS.has(name) ? hx(v as number | bigint) : (v as number | string | boolean);
   return { id: e.id, name: e.name, fields };
 }
 
