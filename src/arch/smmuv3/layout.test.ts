@@ -23,6 +23,7 @@ import {
   F_TRANSLATION,
   F_WALK_EABT,
 } from './events.ts';
+import { smmuRegisterName } from './registers.ts';
 import { L1STD_FIELDS, STE_BYTES, STE_DWORDS, STE_FIELDS, STE_RES0_MASKS } from './ste.ts';
 
 /** [name, absolute high bit, absolute low bit] */
@@ -269,5 +270,15 @@ describe('event record layout (§7.3)', () => {
       F_CFG_CONFLICT: 0x21,
       E_PAGE_REQUEST: 0x24,
     });
+  });
+});
+
+describe('smmuRegisterName', () => {
+  it('accepts a register with or without SMMU_, in any case, and nothing else', () => {
+    expect(smmuRegisterName('cr0')).toBe('SMMU_CR0');
+    expect(smmuRegisterName('SMMU_STRTAB_BASE_CFG')).toBe('SMMU_STRTAB_BASE_CFG');
+    expect(smmuRegisterName('Eventq_Prod')).toBe('SMMU_EVENTQ_PROD');
+    expect(smmuRegisterName('CR9')).toBeUndefined();
+    expect(smmuRegisterName(' CR0')).toBeUndefined();
   });
 });

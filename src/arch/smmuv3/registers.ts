@@ -365,6 +365,13 @@ export const SMMU_REGISTER_BY_NAME: ReadonlyMap<string, RegDef> = new Map(
   SMMU_REGISTERS.map((r) => [r.name, r]),
 );
 
+/** The register's full name (SMMU_CR0) from its name with or without the SMMU_ prefix, in any case. */
+export function smmuRegisterName(name: string): string | undefined {
+  const up = name.toUpperCase();
+  const full = up.startsWith('SMMU_') ? up : `SMMU_${up}`;
+  return SMMU_REGISTER_BY_NAME.has(full) ? full : undefined;
+}
+
 /** Value of a register field. */
 export function regField(value: number, fd: RegField): number {
   if (fd.width >= 32) return value >>> 0;

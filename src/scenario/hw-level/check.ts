@@ -6,12 +6,18 @@
  * fields their layout has (IHI 0070 chapter 4), and descriptor fields exist at the table's stage.
  */
 
-import { SMMU_REGISTER_BY_NAME, SMMU_REGISTER_BY_OFFSET } from '../../arch/smmuv3/registers.ts';
 import { resolveFeatures } from '../../hw/smmuv3/features.ts';
 import type { Problem } from '../format/level.ts';
 import { unknownCommandFields } from './commands.ts';
 import { defined } from './machine.ts';
-import { type AddrRef, type HwSetup, type HwStep, PTE_FIELDS_S1, PTE_FIELDS_S2 } from './schema.ts';
+import {
+  type AddrRef,
+  type HwSetup,
+  type HwStep,
+  PTE_FIELDS_S1,
+  PTE_FIELDS_S2,
+  registerDef,
+} from './schema.ts';
 
 interface Range {
   readonly base: number;
@@ -130,8 +136,7 @@ function stepProblems(s: HwSetup, st: HwStep, i: number, names: Names): Problem[
   };
   if (st.do === 'mmio_write') {
     // A named 32-bit register cannot take a wider value (the model would silently keep the low half).
-    const def =
-      typeof st.reg === 'string' ? SMMU_REGISTER_BY_NAME.get(st.reg) : SMMU_REGISTER_BY_OFFSET.get(st.reg);
+    const def = registerDef(st.reg);
     const width = def?.width ?? 32;
     if (st.value >= 2n ** BigInt(width))
       out.push({

@@ -62,7 +62,15 @@ import {
   registerFields,
   smmuCounters,
 } from './observe.ts';
-import { type AddrRef, type HwSetup, type HwStep, hwSetup, hwStep, type StepOf } from './schema.ts';
+import {
+  type AddrRef,
+  type HwSetup,
+  type HwStep,
+  hwSetup,
+  hwStep,
+  registerDef,
+  type StepOf,
+} from './schema.ts';
 
 const ACCESS = { read: ACCESS_READ, write: ACCESS_WRITE, exec: ACCESS_EXEC } as const;
 
@@ -241,7 +249,7 @@ class HwSession implements Session<HwStep> {
   // ---------------------------------------------------------------- registers
 
   private register(reg: string | number): { offset: number; name: string; width: 32 | 64 } {
-    const def = typeof reg === 'string' ? SMMU_REGISTER_BY_NAME.get(reg) : SMMU_REGISTER_BY_OFFSET.get(reg);
+    const def = registerDef(reg);
     if (def !== undefined) return { offset: def.offset, name: def.name, width: def.width };
     return { offset: reg as number, name: hx(reg as number), width: 32 };
   }

@@ -16,7 +16,12 @@
 import { z } from 'zod';
 import { CERROR_NAMES, CMD_NAMES } from '../../arch/smmuv3/commands.ts';
 import { EVENT_IDS, EVENT_NAMES } from '../../arch/smmuv3/events.ts';
-import { SMMU_REGISTER_BY_NAME } from '../../arch/smmuv3/registers.ts';
+import {
+  type RegDef,
+  SMMU_REGISTER_BY_NAME,
+  SMMU_REGISTER_BY_OFFSET,
+  smmuRegisterName,
+} from '../../arch/smmuv3/registers.ts';
 import { resolveFeatures, type SmmuFeatures } from '../../hw/smmuv3/features.ts';
 import { stepBase } from '../format/level.ts';
 import {
@@ -33,13 +38,6 @@ import {
 } from '../format/values.ts';
 
 // ------------------------------------------------------------------ names
-
-/** A register name (`CR0`, `SMMU_CR0`) → its canonical `SMMU_*` name, or undefined. */
-export function registerName(name: string): string | undefined {
-  const n = name.toUpperCase();
-  const full = n.startsWith('SMMU_') ? n : `SMMU_${n}`;
-  return SMMU_REGISTER_BY_NAME.has(full) ? full : undefined;
-}
 
 /** An event name or number → its number, or undefined when unknown. */
 export function eventId(v: string | number): number | undefined {
@@ -82,12 +80,17 @@ const knownEvent = z
 
 const registerRef = z
   .union([z.string(), z.int().nonnegative()])
-  .refine((v) => typeof v === 'number' || registerName(v) !== undefined, {
+  .refine((v) => typeof v === 'number' || smmuRegisterName(v) !== undefined, {
     message:
       'expected a register name of IHI 0070 §6.3 (e.g. CR0, STRTAB_BASE, GERROR, EVENTQ_PROD) or an offset',
   })
-  .transform((v) => (typeof v === 'number' ? v : registerName(v)!))
+  .transform((v) => (typeof v === 'number' ? v : smmuRegisterName(v)!))
   .describe('Register name (CR0, SMMU_STRTAB_BASE, EVENTQ_PROD…) or offset in the register frame');
+
+/** The table entry of a resolved register reference (a canonical name or an offset). */
+export function registerDef(reg: string | number): RegDef | undefined {
+  return typeof reg === 'string' ? SMMU_REGISTER_BY_NAME.get(reg) : SMMU_REGISTER_BY_OFFSET.get(reg);
+}
 
 // ------------------------------------------------------------------ setup
 

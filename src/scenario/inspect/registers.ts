@@ -19,6 +19,7 @@ import {
   regField,
   SMMU_REGISTER_BY_NAME,
   SMMU_REGISTERS,
+  smmuRegisterName,
 } from '../../arch/smmuv3/registers.ts';
 import { type Granule, psBits } from '../../arch/vmsa.ts';
 import { DEFAULT_FEATURES, resolveFeatures, type SmmuFeatures } from '../../hw/smmuv3/features.ts';
@@ -30,9 +31,7 @@ export type RegisterValues = Readonly<Record<string, number | bigint>>;
 
 /** Canonical register name ("SMMU_STRTAB_BASE") for a user's spelling, or undefined. */
 export function canonicalRegisterName(name: string): string | undefined {
-  const up = name.trim().toUpperCase();
-  const full = up.startsWith('SMMU_') ? up : `SMMU_${up}`;
-  return SMMU_REGISTER_BY_NAME.has(full) ? full : undefined;
+  return smmuRegisterName(name.trim());
 }
 
 /** "STRTAB_BASE=0x..." → {name: 'SMMU_STRTAB_BASE', value}. */
