@@ -147,8 +147,8 @@ export function hex64(hi: number, lo: number, digits = 16): string {
   return `0x${toBigInt(hi, lo).toString(16).padStart(digits, '0')}`;
 }
 
-/** `0x` + hex of a non-negative integer number. */
-export function hex(n: number, digits = 0): string {
+/** `0x` + hex of a non-negative integer (a number, or a bigint for full 64-bit values). */
+export function hex(n: number | bigint, digits = 0): string {
   return `0x${n.toString(16).padStart(digits, '0')}`;
 }
 

@@ -6,6 +6,7 @@
  * fields their layout has (IHI 0070 chapter 4), and descriptor fields exist at the table's stage.
  */
 
+import { hex } from '../../arch/bits.ts';
 import { resolveFeatures } from '../../hw/smmuv3/features.ts';
 import type { Problem } from '../format/level.ts';
 import { unknownCommandFields } from './commands.ts';
@@ -27,7 +28,6 @@ interface Range {
 const inside = (r: readonly Range[], a: number, len: number): boolean =>
   r.some((m) => a >= m.base && a + len <= m.base + m.size);
 const overlaps = (a: Range, b: Range): boolean => a.base < b.base + b.size && b.base < a.base + a.size;
-const hexs = (n: number): string => `0x${n.toString(16)}`;
 
 /** What the checker knows about names as it walks the steps in order. */
 interface Names {
@@ -70,7 +70,7 @@ function setupProblems(s: HwSetup, names: Names): Problem[] {
     if (!inside(mem, g.pa, g.size))
       out.push({
         path: ['setup', 'guestRam', i, 'pa'],
-        message: `[${hexs(g.pa)}, +${hexs(g.size)}) is not inside memory`,
+        message: `[${hex(g.pa)}, +${hex(g.size)}) is not inside memory`,
       });
     if (overlaps({ base: g.pa, size: g.size }, alloc))
       out.push({
@@ -118,7 +118,7 @@ function refProblems(ref: AddrRef | undefined, names: Names, path: (string | num
 
 function memoryProblem(s: HwSetup, ref: AddrRef, len: number, path: (string | number)[]): Problem[] {
   if (typeof ref !== 'number' || inside(s.memory, ref, len)) return [];
-  return [{ path, message: `[${hexs(ref)}, +${hexs(len)}) is not inside the declared memory` }];
+  return [{ path, message: `[${hex(ref)}, +${hex(len)}) is not inside the declared memory` }];
 }
 
 function stepProblems(s: HwSetup, st: HwStep, i: number, names: Names): Problem[] {

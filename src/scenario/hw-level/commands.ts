@@ -8,9 +8,9 @@
  * SSV where the command's layout has it.
  */
 
+import { fromBigInt } from '../../arch/bits.ts';
 import { type Field, setField } from '../../arch/fields.ts';
 import { CMD_0_OP, CMD_0_SSV, CMD_1_RANGE, CMD_LAYOUTS } from '../../arch/smmuv3/commands.ts';
-import { words } from './machine.ts';
 import {
   CFGI_ALL,
   COMMAND_FIELD_KEYS,
@@ -62,8 +62,8 @@ export function unknownCommandFields(st: StepOf<'command'>): CommandFieldKey[] {
 export function encodeCommand(st: StepOf<'command'>): Uint32Array {
   const w = new Uint32Array(4);
   if (st.raw !== undefined) {
-    const [a, b] = words(st.raw[0]!);
-    const [c, d] = words(st.raw[1]!);
+    const [a, b] = fromBigInt(st.raw[0]!);
+    const [c, d] = fromBigInt(st.raw[1]!);
     w.set([a, b, c, d]);
     return w;
   }

@@ -14,6 +14,7 @@
 
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fromBigInt, hex, toBigInt } from '../../arch/bits.ts';
 import { getField, setField } from '../../arch/fields.ts';
 import { CERROR_NAMES } from '../../arch/smmuv3/commands.ts';
 import {
@@ -53,7 +54,7 @@ import { dumpImages } from '../inspect/index.ts';
 import type { StepBuilder } from '../report.ts';
 import { checkHardware } from './check.ts';
 import { encodeCommand } from './commands.ts';
-import { defined, HwMachine, type NamedTable, toBig, words } from './machine.ts';
+import { defined, HwMachine, type NamedTable } from './machine.ts';
 import {
   describeEvent,
   eventWant,
@@ -96,8 +97,6 @@ const PTE_S2 = {
   Contiguous: DESC_CONTIG,
   XN: S2_XN,
 };
-
-const hx = (n: number): string => `0x${n.toString(16)}`;
 
 /** Records a failed resolution; returns the number or undefined. */
 function resolved(b: StepBuilder, v: number | string, what: string): number | undefined {
@@ -177,8 +176,8 @@ class HwSession implements Session<HwStep> {
     const strtab = smmu.read32(SMMU_STRTAB_BASE) + smmu.read32(SMMU_STRTAB_BASE + 4) * 2 ** 32;
     const args = [
       ...images.map((i) => `--image ${i}`),
-      `--reg STRTAB_BASE=${hx(strtab)}`,
-      ...DUMPED_REGISTERS.map((n) => `--reg ${n}=${hx(reg(n))}`),
+      `--reg STRTAB_BASE=${hex(strtab)}`,
+      ...DUMPED_REGISTERS.map((n) => `--reg ${n}=${hex(reg(n))}`),
     ];
     const file = join(st.dir, 'inspect-args.txt');
     try {
@@ -202,7 +201,7 @@ class HwSession implements Session<HwStep> {
     const a = this.pa(b, st.addr);
     if (a === undefined) return;
     const ok = this.m.mem.write(a, st.bytes);
-    b.note(`${st.bytes.length} bytes at ${hx(a)}: ${ok ? 'written' : 'external abort'}`);
+    b.note(`${st.bytes.length} bytes at ${hex(a)}: ${ok ? 'written' : 'external abort'}`);
     expectMatch(b, 'write reached RAM', { ok }, st.expect ?? { ok: true });
   }
 
@@ -212,11 +211,11 @@ class HwSession implements Session<HwStep> {
     const values = Array.isArray(st.value) ? st.value : [st.value];
     let ok = true;
     values.forEach((v, i) => {
-      const [lo, hi] = words(v);
+      const [lo, hi] = fromBigInt(v);
       ok = this.m.mem.write64(a + 8 * i, lo, hi) && ok;
     });
     b.note(
-      `${values.length} u64 at ${hx(a)}: ${values.map((v) => show(v)).join(' ')}${ok ? '' : ' (external abort)'}`,
+      `${values.length} u64 at ${hex(a)}: ${values.map((v) => show(v)).join(' ')}${ok ? '' : ' (external abort)'}`,
     );
     expectMatch(b, 'write reached RAM', { ok }, st.expect ?? { ok: true });
   }
@@ -225,9 +224,9 @@ class HwSession implements Session<HwStep> {
     const a = this.pa(b, st.addr);
     if (a === undefined) return;
     const got = this.m.mem.read(a, st.size);
-    b.note(`${st.size} bytes at ${hx(a)}: ${got === undefined ? 'external abort' : show(got)}`);
+    b.note(`${st.size} bytes at ${hex(a)}: ${got === undefined ? 'external abort' : show(got)}`);
     if (st.expect !== undefined)
-      expectMatch(b, `bytes at ${hx(a)}`, { ok: got !== undefined, bytes: got }, st.expect);
+      expectMatch(b, `bytes at ${hex(a)}`, { ok: got !== undefined, bytes: got }, st.expect);
   }
 
   private read64(st: StepOf<'read64'>, b: StepBuilder): void {
@@ -239,11 +238,11 @@ class HwSession implements Session<HwStep> {
       const lo = this.m.mem.read32(a + 8 * i);
       const hi = this.m.mem.read32(a + 8 * i + 4);
       ok = ok && lo >= 0 && hi >= 0;
-      values.push(toBig(lo, hi));
+      values.push(toBigInt(hi, lo));
     }
-    b.note(`u64 at ${hx(a)}: ${ok ? values.map((v) => show(v)).join(' ') : 'external abort'}`);
+    b.note(`u64 at ${hex(a)}: ${ok ? values.map((v) => show(v)).join(' ') : 'external abort'}`);
     if (st.expect !== undefined)
-      expectMatch(b, `u64 at ${hx(a)}`, { ok, value: values[0], values }, st.expect);
+      expectMatch(b, `u64 at ${hex(a)}`, { ok, value: values[0], values }, st.expect);
   }
 
   // ---------------------------------------------------------------- registers
@@ -251,7 +250,7 @@ class HwSession implements Session<HwStep> {
   private register(reg: string | number): { offset: number; name: string; width: 32 | 64 } {
     const def = registerDef(reg);
     if (def !== undefined) return { offset: def.offset, name: def.name, width: def.width };
-    return { offset: reg as number, name: hx(reg as number), width: 32 };
+    return { offset: reg as number, name: hex(reg as number), width: 32 };
   }
 
   private mmioWrite(st: StepOf<'mmio_write'>, b: StepBuilder): void {
@@ -266,7 +265,7 @@ class HwSession implements Session<HwStep> {
     let v: bigint;
     if (r.width === 64) {
       const [lo, hi] = this.m.smmu.read64(r.offset);
-      v = toBig(lo, hi);
+      v = toBigInt(hi, lo);
     } else v = BigInt(this.m.smmu.read32(r.offset));
     const def = SMMU_REGISTER_BY_OFFSET.get(r.offset);
     const fields = registerFields(def, v);
@@ -297,7 +296,7 @@ class HwSession implements Session<HwStep> {
     let w: Uint32Array;
     if (st.raw !== undefined) {
       w = new Uint32Array(16);
-      for (let i = 0; i < 8; i++) w.set(words(st.raw[i]!), 2 * i);
+      for (let i = 0; i < 8; i++) w.set(fromBigInt(st.raw[i]!), 2 * i);
     } else {
       const p: { -readonly [K in keyof SteParams]: SteParams[K] } = { config: st.config! };
       if (st.cdTable !== undefined) {
@@ -352,7 +351,7 @@ class HwSession implements Session<HwStep> {
     }
     const ok = writeWords(m.mem, addr, w);
     b.note(
-      `STE ${st.sid} at ${hx(addr)}: ${st.raw !== undefined ? 'raw' : String(st.config)}${ok ? '' : ' (external abort)'}`,
+      `STE ${st.sid} at ${hex(addr)}: ${st.raw !== undefined ? 'raw' : String(st.config)}${ok ? '' : ' (external abort)'}`,
     );
     if (!ok) b.expect('STE written', false, 'external abort');
   }
@@ -372,7 +371,7 @@ class HwSession implements Session<HwStep> {
     let w: Uint32Array | undefined;
     if (st.raw !== undefined) {
       w = new Uint32Array(16);
-      for (let i = 0; i < 8; i++) w.set(words(st.raw[i]!), 2 * i);
+      for (let i = 0; i < 8; i++) w.set(fromBigInt(st.raw[i]!), 2 * i);
     } else {
       const ref = st.ttb0!;
       const tt = typeof ref !== 'number' && ref.table !== undefined ? m.tables.get(ref.table) : undefined;
@@ -403,7 +402,7 @@ class HwSession implements Session<HwStep> {
     }
     const addr = c.table.write(st.ssid, w);
     b.note(
-      `CD ${st.ssid} of ${name} at ${hx(addr)}${c.guest !== undefined ? ' (IPA)' : ''}, ASID ${st.asid}`,
+      `CD ${st.ssid} of ${name} at ${hex(addr)}${c.guest !== undefined ? ' (IPA)' : ''}, ASID ${st.asid}`,
     );
   }
 
@@ -424,7 +423,7 @@ class HwSession implements Session<HwStep> {
       }
       t = r;
       b.note(
-        `created stage-${st.stage ?? 1} table ${st.table} (4K granule, 48-bit IAS/OAS) at root ${hx(t.table.root)}`,
+        `created stage-${st.stage ?? 1} table ${st.table} (4K granule, 48-bit IAS/OAS) at root ${hex(t.table.root)}`,
       );
     }
     const pa = resolved(b, m.resolve(st.pa, 'native'), 'pa');
@@ -437,7 +436,7 @@ class HwSession implements Session<HwStep> {
     };
     const r = t.table.map(st.iova, pa, st.size, prot);
     b.note(
-      `${st.table}: ${hx(st.iova)} -> ${hx(pa)} +${hx(st.size)} ${st.perm}${r.ok ? '' : `: ${r.errno} ${r.detail}`}`,
+      `${st.table}: ${hex(st.iova)} -> ${hex(pa)} +${hex(st.size)} ${st.perm}${r.ok ? '' : `: ${r.errno} ${r.detail}`}`,
     );
     expectMatch(b, 'map', r.ok ? { ok: true } : { ok: false, errno: r.errno }, st.expect ?? { ok: true });
   }
@@ -448,7 +447,7 @@ class HwSession implements Session<HwStep> {
     const iova = resolved(b, this.m.resolve(st.iova, 'native'), 'iova');
     if (iova === undefined) return;
     const n = t.table.unmap(iova, st.size);
-    b.note(`${st.table}: unmapped ${hx(n)} bytes at ${hx(iova)}`);
+    b.note(`${st.table}: unmapped ${hex(n)} bytes at ${hex(iova)}`);
     if (st.expect !== undefined) expectMatch(b, 'unmap', { unmapped: n }, st.expect);
   }
 
@@ -462,7 +461,7 @@ class HwSession implements Session<HwStep> {
     }
     const fields = t.table.stage === 2 ? PTE_S2 : PTE_S1;
     const w = [d.lo >>> 0, d.hi >>> 0];
-    if (st.raw !== undefined) [w[0], w[1]] = words(st.raw);
+    if (st.raw !== undefined) [w[0], w[1]] = fromBigInt(st.raw);
     for (const [k, v] of Object.entries(st.set ?? {})) {
       const f = fields[k as keyof typeof fields];
       if (f !== undefined) setField(w, f, v);
@@ -472,10 +471,10 @@ class HwSession implements Session<HwStep> {
       mem.write32(d.addr, w[0]!);
       mem.write32(d.addr + 4, w[1]!);
     }
-    const value = toBig(w[0]!, w[1]!);
+    const value = toBigInt(w[1]!, w[0]!);
     const decoded: Record<string, number> = {};
     for (const [k, f] of Object.entries(fields)) decoded[k] = getField(w, f);
-    b.note(`${st.table} level-${d.level} descriptor for ${hx(st.iova)} at ${hx(d.addr)}: ${show(value)}`);
+    b.note(`${st.table} level-${d.level} descriptor for ${hex(st.iova)} at ${hex(d.addr)}: ${show(value)}`);
     if (st.expect !== undefined)
       expectMatch(b, 'descriptor', { level: d.level, value, fields: decoded }, st.expect);
   }
@@ -497,7 +496,7 @@ class HwSession implements Session<HwStep> {
     const o = observeTransaction(r, smmu.stats.walks - walks, smmu.stats.descReads - reads);
     const result = o.event !== null ? `${o.status}, ${describeEvent(o.event)} (${o.disposition})` : o.status;
     b.note(
-      `sid ${st.sid}${st.ssid !== undefined ? ` ssid ${st.ssid}` : ''} ${st.access} ${hx(st.iova)} +${st.size}: ${o.pa !== undefined ? `PA ${hx(o.pa)}, ` : ''}${result}; ${o.walks} walk(s), ${o.descReads} descriptor read(s)`,
+      `sid ${st.sid}${st.ssid !== undefined ? ` ssid ${st.ssid}` : ''} ${st.access} ${hex(st.iova)} +${st.size}: ${o.pa !== undefined ? `PA ${hex(o.pa)}, ` : ''}${result}; ${o.walks} walk(s), ${o.descReads} descriptor read(s)`,
     );
     if (r.reason !== '') b.note(`model: ${r.reason}`);
     const e = st.expect;
@@ -531,7 +530,7 @@ class HwSession implements Session<HwStep> {
     const o = this.cmdqState();
     const name = st.op ?? 'raw command';
     b.note(
-      `${typeof name === 'number' ? `opcode ${hx(name)}` : name}${st.sync ? ' + CMD_SYNC' : ''}: CONS ${hx(o.cons as number)}, ERR ${String(o.error)}`,
+      `${typeof name === 'number' ? `opcode ${hex(name)}` : name}${st.sync ? ' + CMD_SYNC' : ''}: CONS ${hex(o.cons as number)}, ERR ${String(o.error)}`,
     );
     const want = defined({ ...(st.expect ?? {}) }) as Record<string, unknown>;
     if (want.error === undefined) want.error = 'CERROR_NONE';
@@ -546,7 +545,7 @@ class HwSession implements Session<HwStep> {
     writeWords(this.m.mem, slot, cmdSync());
     this.ackGerror(b);
     b.note(
-      `replaced the command at ${hx(slot)} with CMD_SYNC; now CONS ${hx((s.read32(SMMU_CMDQ_CONS) & 0xf_ffff) >>> 0)}`,
+      `replaced the command at ${hex(slot)} with CMD_SYNC; now CONS ${hex((s.read32(SMMU_CMDQ_CONS) & 0xf_ffff) >>> 0)}`,
     );
   }
 
@@ -554,7 +553,7 @@ class HwSession implements Session<HwStep> {
     const s = this.m.smmu;
     const g = s.read32(SMMU_GERROR);
     s.write32(SMMU_GERRORN, g);
-    b.note(`GERRORN := GERROR (${hx(g)})`);
+    b.note(`GERRORN := GERROR (${hex(g)})`);
   }
 
   private events(st: StepOf<'events'>, b: StepBuilder): void {
@@ -580,22 +579,22 @@ const DUMPED_REGISTERS = ['IDR0', 'IDR1', 'IDR3', 'IDR5', 'CR0', 'CR1', 'CR2', '
 function titleOf(st: HwStep): string {
   switch (st.do) {
     case 'transaction':
-      return `${st.access} sid ${st.sid}${st.ssid !== undefined ? ` ssid ${st.ssid}` : ''} at ${hx(st.iova)}`;
+      return `${st.access} sid ${st.sid}${st.ssid !== undefined ? ` ssid ${st.ssid}` : ''} at ${hex(st.iova)}`;
     case 'command':
       return `command ${st.op ?? 'raw'}${st.sync ? ' + CMD_SYNC' : ''}`;
     case 'mmio_write':
     case 'mmio_read':
-      return `${st.do} ${typeof st.reg === 'number' ? hx(st.reg) : st.reg}`;
+      return `${st.do} ${typeof st.reg === 'number' ? hex(st.reg) : st.reg}`;
     case 'ste':
       return `STE ${st.sid}: ${st.raw !== undefined ? 'raw' : String(st.config)}`;
     case 'cd':
       return `CD ${st.ssid}${st.cdTable !== undefined ? ` of ${st.cdTable}` : st.sid !== undefined ? ` of StreamID ${st.sid}` : ''}`;
     case 'map':
-      return `map ${st.table} ${hx(st.iova)} +${hx(st.size)}`;
+      return `map ${st.table} ${hex(st.iova)} +${hex(st.size)}`;
     case 'unmap':
-      return `unmap ${st.table} ${typeof st.iova === 'number' ? hx(st.iova) : 'reference'} +${hx(st.size)}`;
+      return `unmap ${st.table} ${typeof st.iova === 'number' ? hex(st.iova) : 'reference'} +${hex(st.size)}`;
     case 'pte':
-      return `descriptor of ${st.table} for ${hx(st.iova)}`;
+      return `descriptor of ${st.table} for ${hex(st.iova)}`;
     default:
       return st.do;
   }

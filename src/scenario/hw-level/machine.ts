@@ -10,6 +10,7 @@
  * here throws on scenario input: helpers return a string describing what they could not do.
  */
 
+import { fromBigInt } from '../../arch/bits.ts';
 import { getField } from '../../arch/fields.ts';
 import {
   SMMU_CMDQ_BASE,
@@ -70,15 +71,6 @@ export function complement(
   }
   if (at < ADDR_LIMIT) out.push({ base: at, size: ADDR_LIMIT - at });
   return out;
-}
-
-/** A 64-bit value as [lo, hi] words. */
-export function words(v: bigint): [number, number] {
-  return [Number(v & 0xffff_ffffn), Number((v >> 32n) & 0xffff_ffffn)];
-}
-
-export function toBig(lo: number, hi: number): bigint {
-  return (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0);
 }
 
 /** Drops undefined keys (optional fields under exactOptionalPropertyTypes; expectations that name only some keys). */
@@ -344,7 +336,7 @@ export class HwMachine {
 
   /** Writes a 64-bit register through MMIO as [lo, hi]. */
   write64(offset: number, v: bigint): void {
-    const [lo, hi] = words(v);
+    const [lo, hi] = fromBigInt(v);
     this.smmu.write64(offset, lo, hi);
   }
 }

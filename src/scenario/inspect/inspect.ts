@@ -277,7 +277,6 @@ export interface InspectReport {
 
 // =================================================================== helpers
 
-const hx = (n: number | bigint): string => `0x${n.toString(16)}`;
 const ACCESS_NAMES: readonly AccessName[] = ['read', 'write', 'exec'];
 const ACCESS_BY_NAME: Readonly<Record<AccessName, Access>> = {
   read: ACCESS_READ,
@@ -298,17 +297,17 @@ export function eventReport(init: EventInit | Uint32Array): EventReport {
   const e = decodeEvent(init instanceof Uint32Array ? init : encodeEvent(init));
   const fields: Record<string, number | string | boolean> = {};
   for (const [name, v] of Object.entries(eventFields(e)))
-    fields[name] = ADDRESS_FIELDS.has(name) ? hx(v as number | bigint) : (v as number | string | boolean);
+    fields[name] = ADDRESS_FIELDS.has(name) ? hex(v as number | bigint) : (v as number | string | boolean);
   return { id: e.id, name: e.name, fields };
 }
 
 function fieldValue(words: ArrayLike<number>, f: Field): number | string {
-  if (f.kind === 'addr') return hx(getField(words, f));
+  if (f.kind === 'addr') return hex(getField(words, f));
   if (f.hi - f.lo + 1 > 32) {
     const lo = BigInt(words[f.dword * 2] ?? 0);
     const hi = BigInt(words[f.dword * 2 + 1] ?? 0);
     const v = ((hi << 32n) | lo) >> BigInt(f.lo);
-    return hx(v & ((1n << BigInt(f.hi - f.lo + 1)) - 1n));
+    return hex(v & ((1n << BigInt(f.hi - f.lo + 1)) - 1n));
   }
   return getField(words, f);
 }
@@ -400,7 +399,7 @@ function regimeReport(r: StageRegime): RegimeReport {
     inputBits: r.inputBits,
     startLevel: r.startLevel,
     concatenated: 2 ** Math.max(0, r.startBits - (r.granule - 3)),
-    ttb: hx((BigInt(r.ttbHi) << 32n) | BigInt(r.ttbLo)),
+    ttb: hex((BigInt(r.ttbHi) << 32n) | BigInt(r.ttbLo)),
     oaBits: r.oaBits,
   };
 }
@@ -527,7 +526,7 @@ class Decoder {
     const base = this.regs.strtabBase;
     const sid = this.q.sid;
     const common = {
-      base: hx(base),
+      base: hex(base),
       format: twoLevel ? ('2-level' as const) : ('linear' as const),
       log2Size: log2Raw,
       effectiveLog2Size: log2,
@@ -550,7 +549,7 @@ class Decoder {
     }
     if (!twoLevel) {
       const steAddr = alignDownBig(base, log2Raw + 6) + 64 * sid;
-      return { report: { ...common, steAddr: hx(steAddr) }, steAddr, outcome: { kind: 'none' } };
+      return { report: { ...common, steAddr: hex(steAddr) }, steAddr, outcome: { kind: 'none' } };
     }
     const rawSplit = (cfg >>> 6) & 0x1f;
     const split = rawSplit === 8 || rawSplit === 10 ? rawSplit : 6;
@@ -563,9 +562,9 @@ class Decoder {
         report: {
           ...common,
           ...splitInfo,
-          l1: { index: l1Index, addr: hx(l1Addr), value: null, fields: {} },
+          l1: { index: l1Index, addr: hex(l1Addr), value: null, fields: {} },
           steAddr: null,
-          reason: `the L1STD at ${hx(l1Addr)} is absent (external abort)`,
+          reason: `the L1STD at ${hex(l1Addr)} is absent (external abort)`,
           event: eventReport({ id: F_STE_FETCH, ...this.ids(), fetchAddr: l1Addr }),
         },
         steAddr: null,
@@ -574,7 +573,7 @@ class Decoder {
     }
     const l1Report: DescriptorReport = {
       index: l1Index,
-      addr: hx(l1Addr),
+      addr: hex(l1Addr),
       value: rawDwords(l1)[0]!,
       fields: Object.fromEntries(L1STD_FIELDS.map((f) => [f.name, fieldValue(l1, f)])),
     };
@@ -597,7 +596,7 @@ class Decoder {
     }
     const steAddr = alignDownBig(getField(l1, L1STD_L2PTR), span - 1 + 6) + 64 * idx;
     return {
-      report: { ...common, ...splitInfo, l1: l1Report, steAddr: hx(steAddr) },
+      report: { ...common, ...splitInfo, l1: l1Report, steAddr: hex(steAddr) },
       steAddr,
       outcome: { kind: 'none' },
     };
@@ -611,21 +610,21 @@ class Decoder {
       return {
         report: {
           kind: 'STE',
-          addr: hx(addr),
+          addr: hex(addr),
           absent: true,
           raw: [],
           fields: [],
           valid: false,
-          reason: `the STE at ${hx(addr)} is absent (external abort)`,
+          reason: `the STE at ${hex(addr)} is absent (external abort)`,
         },
         ste: null,
         outcome: { kind: 'event', id: F_STE_FETCH },
-        reason: `the STE at ${hx(addr)} is absent (external abort)`,
+        reason: `the STE at ${hex(addr)} is absent (external abort)`,
       };
     }
     const fields = decodeStructure('STE', words, STE_FIELDS, STE_MEANINGS);
     const d = decodeSte(words, this.f, this.regs.e2h);
-    const base = { kind: 'STE' as const, addr: hx(addr), absent: false, raw: rawDwords(words), fields };
+    const base = { kind: 'STE' as const, addr: hex(addr), absent: false, raw: rawDwords(words), fields };
     if (!d.ok) {
       return {
         report: { ...base, valid: false, reason: d.reason },
@@ -663,7 +662,7 @@ class Decoder {
     );
     const steps = labelStage2(reads, s2, BigInt(ipa), `S2 of ${what}`).steps;
     if (result.fault === WALK_OK) {
-      return { report: { what, ipa: hx(ipa), reads: steps, pa: hx(result.pa) }, pa: Number(result.pa) };
+      return { report: { what, ipa: hex(ipa), reads: steps, pa: hex(result.pa) }, pa: Number(result.pa) };
     }
     const event = eventReport({
       id: WALK_EVENTS[result.fault],
@@ -677,7 +676,7 @@ class Decoder {
     return {
       report: {
         what,
-        ipa: hx(ipa),
+        ipa: hex(ipa),
         reads: steps,
         pa: null,
         fault: `stage-2 ${WALK_FAULT_NAMES[result.fault]} fault`,
@@ -699,14 +698,14 @@ class Decoder {
     if (ste.s2 && ste.s2Regime !== null) {
       const t = this.stage2Fetch(ste, what, addr);
       fetches.push(t.report);
-      if (t.pa === null) return { event: t.event!, reason: `stage 2 faults on the ${what} IPA ${hx(addr)}` };
+      if (t.pa === null) return { event: t.event!, reason: `stage 2 faults on the ${what} IPA ${hex(addr)}` };
       pa = t.pa;
     }
     const w = this.fetchWords(pa, words);
     if (w === undefined) {
       return {
         event: eventReport({ id: F_CD_FETCH, ...this.ids(), fetchAddr: pa }),
-        reason: `the ${what} at PA ${hx(pa)} is absent (external abort)`,
+        reason: `the ${what} at PA ${hex(pa)} is absent (external abort)`,
       };
     }
     return { words: w, pa };
@@ -768,7 +767,7 @@ class Decoder {
             : '2-level, 64KB leaf tables (1024 CDs each)';
     const base = {
       format: fmt,
-      s1ContextPtr: hx(ptr),
+      s1ContextPtr: hex(ptr),
       s1CdMax: ste.s1CdMax,
       nested,
       cdIndex: index,
@@ -791,14 +790,14 @@ class Decoder {
       const l1Bytes = ste.s1CdMax <= split ? 8 : 8 * 2 ** (ste.s1CdMax - split);
       const l1Addr = alignDownBig(ptr, Math.max(Math.log2(l1Bytes), 6)) + 8 * l1Index;
       const got = this.fetchCdSide(ste, 'L1CD', l1Addr, 2, fetches);
-      const l1Base = { index: l1Index, ...(nested ? { ipa: hx(l1Addr) } : {}) };
+      const l1Base = { index: l1Index, ...(nested ? { ipa: hex(l1Addr) } : {}) };
       if ('event' in got) {
-        return stop({ l1: { ...l1Base, addr: hx(l1Addr), value: null, fields: {} } }, got.event, got.reason);
+        return stop({ l1: { ...l1Base, addr: hex(l1Addr), value: null, fields: {} } }, got.event, got.reason);
       }
       const w = got.words;
       const l1Read: DescriptorReport = {
         ...l1Base,
-        addr: hx(got.pa),
+        addr: hex(got.pa),
         value: rawDwords(w)[0]!,
         fields: Object.fromEntries(L1CD_FIELDS.map((f) => [f.name, fieldValue(w, f)])),
       };
@@ -820,7 +819,7 @@ class Decoder {
       if (!nested && l2 >= 2 ** this.f.oasBits) return bad('L1CD.L2Ptr is beyond the OAS');
       cdAddr = l2 + 64 * (index % 2 ** split);
     }
-    const withAddr = { ...(l1 ? { l1 } : {}), cdAddr: hx(cdAddr) };
+    const withAddr = { ...(l1 ? { l1 } : {}), cdAddr: hex(cdAddr) };
     const got = this.fetchCdSide(ste, 'CD', cdAddr, 16, fetches);
     if ('event' in got) {
       const absent = got.event.id === F_CD_FETCH;
@@ -828,7 +827,7 @@ class Decoder {
         ? {
             kind: 'CD',
             addr: String(got.event.fields.FetchAddr),
-            ...(nested ? { ipa: hx(cdAddr) } : {}),
+            ...(nested ? { ipa: hex(cdAddr) } : {}),
             absent: true,
             raw: [],
             fields: [],
@@ -847,8 +846,8 @@ class Decoder {
     const d = decodeCd(got.words, ste, this.f);
     const cdBase = {
       kind: 'CD' as const,
-      addr: hx(got.pa),
-      ...(nested ? { ipa: hx(cdAddr) } : {}),
+      addr: hex(got.pa),
+      ...(nested ? { ipa: hex(cdAddr) } : {}),
       absent: false,
       raw: rawDwords(got.words),
       fields,
@@ -877,7 +876,7 @@ class Decoder {
     const s2 = ste.s2 ? ste.s2Regime : null;
     const s1 = s1Bypassed || cd === null ? null : cd.s1;
     const common = {
-      iova: hx(iova),
+      iova: hex(iova),
       access: this.q.access,
       privileged: this.q.privileged,
       effectiveAccess: ACCESS_NAMES[this.acc]!,
@@ -908,7 +907,7 @@ class Decoder {
         ...regimes,
         reads: [],
         descReads: 0,
-        result: { ok: true, pa: hx(iova), ipa: hx(iova), pageShift: 64, perms: permNames(0xfff) },
+        result: { ok: true, pa: hex(iova), ipa: hex(iova), pageShift: 64, perms: permNames(0xfff) },
       };
     }
     if (s1 === null && input >= 1n << BigInt(this.f.oasBits)) return oasFault();
@@ -930,7 +929,7 @@ class Decoder {
 
   walkResult(r: RefResult): TranslationResult {
     if (r.fault === WALK_OK) {
-      return { ok: true, pa: hx(r.pa), ipa: hx(r.ipa), pageShift: r.shift, perms: permNames(r.perms) };
+      return { ok: true, pa: hex(r.pa), ipa: hex(r.ipa), pageShift: r.shift, perms: permNames(r.perms) };
     }
     const event = eventReport({
       id: WALK_EVENTS[r.fault],
@@ -946,8 +945,8 @@ class Decoder {
       fault: WALK_FAULT_NAMES[r.fault]!,
       stage: r.s2 ? 2 : 1,
       class: EVT_CLASS_NAMES[r.cls] ?? String(r.cls),
-      ...(r.s2 ? { ipa: hx(r.ipa) } : {}),
-      ...(r.fault === WALK_EABT ? { fetchAddr: hx(r.fetch) } : {}),
+      ...(r.s2 ? { ipa: hex(r.ipa) } : {}),
+      ...(r.fault === WALK_EABT ? { fetchAddr: hex(r.fetch) } : {}),
       event,
     };
   }
@@ -968,7 +967,7 @@ class Decoder {
     const status = TXN_STATUS_NAMES[r.status] as VerdictReport['status'];
     return {
       status,
-      ...(r.status === 0 ? { pa: hx(r.pa) } : {}),
+      ...(r.status === 0 ? { pa: hex(r.pa) } : {}),
       ...(r.record !== null ? { event: eventReport(r.record), recorded: r.recorded } : {}),
       source: 'reference SMMU model (src/hw/smmuv3/reference.ts)',
     };
@@ -980,7 +979,7 @@ function steSummary(s: SteConfig): string {
   if (!s.s1 && !s.s2) return 'Config = bypass: addresses pass through untranslated';
   const parts: string[] = [s.s1 && s.s2 ? 'nested' : s.s1 ? 'stage 1 only' : 'stage 2 only'];
   parts.push(WORLD_NAMES[s.world] ?? `world ${s.world}`);
-  if (s.s1) parts.push(`CD table at ${hx(s.s1ContextPtr)}${s.s2 ? ' (IPA)' : ''}, ${2 ** s.s1CdMax} CD(s)`);
+  if (s.s1) parts.push(`CD table at ${hex(s.s1ContextPtr)}${s.s2 ? ' (IPA)' : ''}, ${2 ** s.s1CdMax} CD(s)`);
   if (s.s2 && s.s2Regime) {
     const r = s.s2Regime;
     parts.push(
@@ -994,7 +993,7 @@ function cdSummary(c: CdConfig): string {
   const half = (n: number, r: StageRegime | null): string =>
     r === null
       ? `TTB${n} disabled`
-      : `TTB${n} ${hx(regimeTtb(r))} ${granuleName(r.granule)} ${r.inputBits}-bit VA from level ${r.startLevel}`;
+      : `TTB${n} ${hex(regimeTtb(r))} ${granuleName(r.granule)} ${r.inputBits}-bit VA from level ${r.startLevel}`;
   return `ASID ${c.asid}, ${half(0, c.s1.tt0)}, ${half(1, c.s1.tt1)}, ${c.record ? 'records' : 'does not record'} faults, ${c.abortOnFault ? 'aborts' : 'RAZ/WI'} on fault`;
 }
 
@@ -1005,7 +1004,7 @@ function regimeTtb(r: StageRegime): bigint {
 function sameOutcome(own: Outcome, v: VerdictReport): boolean {
   switch (own.kind) {
     case 'pa':
-      return v.status === 'ok' && v.pa === hx(own.pa);
+      return v.status === 'ok' && v.pa === hex(own.pa);
     case 'event':
       return v.event?.id === own.id;
     case 'silent':
@@ -1016,7 +1015,7 @@ function sameOutcome(own: Outcome, v: VerdictReport): boolean {
 }
 
 function describeOutcome(o: Outcome): string {
-  if (o.kind === 'pa') return `PA ${hx(o.pa)}`;
+  if (o.kind === 'pa') return `PA ${hex(o.pa)}`;
   if (o.kind === 'event') return `event ${hex(o.id, 2)}`;
   return o.kind;
 }
@@ -1041,7 +1040,7 @@ export function inspect(input: InspectInput): InspectReport {
     problems,
     notes,
     images: images.map((i) => ({
-      base: hx(i.base),
+      base: hex(i.base),
       size: i.bytes.length,
       ...(i.source ? { source: i.source } : {}),
     })),
@@ -1053,7 +1052,7 @@ export function inspect(input: InspectInput): InspectReport {
         : {
             sid: q.sid,
             ssid: q.ssid < 0 ? null : q.ssid,
-            iova: q.iova === null ? null : hx(q.iova),
+            iova: q.iova === null ? null : hex(q.iova),
             access: q.access,
             privileged: q.privileged,
           },
@@ -1120,7 +1119,7 @@ function decodeAll(d: Decoder, q: Query, set: (patch: Partial<InspectReport>) =>
     set({
       cdTable: {
         format: '',
-        s1ContextPtr: hx(ste.s1ContextPtr),
+        s1ContextPtr: hex(ste.s1ContextPtr),
         s1CdMax: ste.s1CdMax,
         nested: ste.s2,
         cdIndex: null,
@@ -1142,7 +1141,7 @@ function decodeAll(d: Decoder, q: Query, set: (patch: Partial<InspectReport>) =>
     set({
       cdTable: {
         format: '',
-        s1ContextPtr: hx(ste.s1ContextPtr),
+        s1ContextPtr: hex(ste.s1ContextPtr),
         s1CdMax: ste.s1CdMax,
         nested: ste.s2,
         cdIndex: null,

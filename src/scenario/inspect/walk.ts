@@ -11,6 +11,7 @@
  * place are counted as `unexplained`, which the tests keep at zero.
  */
 
+import { hex } from '../../arch/bits.ts';
 import { decodeFields, type Field } from '../../arch/fields.ts';
 import {
   blockAllowed,
@@ -58,9 +59,6 @@ export interface LabelledWalk {
   /** Recorded reads the labeller could not place (0 unless the model and this file disagree). */
   readonly unexplained: number;
 }
-
-const hx = (v: bigint): string => `0x${v.toString(16)}`;
-const hx64 = (v: bigint): string => `0x${v.toString(16).padStart(16, '0')}`;
 
 const OA_MASK = 0x0000_ffff_ffff_f000n;
 
@@ -141,11 +139,11 @@ class Labeller {
         walk,
         stage: r.stage,
         level,
-        input: hx(input),
-        tableBase: hx(tableBase),
+        input: hex(input),
+        tableBase: hex(tableBase),
         index: Number(index),
-        ...(nest !== null ? { descIpa: hx(descIpa) } : {}),
-        descAddr: hx(descPa),
+        ...(nest !== null ? { descIpa: hex(descIpa) } : {}),
+        descAddr: hex(descPa),
       };
       if (read.bytes === null) {
         this.steps.push({ ...base, desc: null, kind: 'absent' });
@@ -155,10 +153,10 @@ class Labeller {
       const kind = kindOf(desc, level, r);
       const attrs = attrsOf(desc, kind, r.stage);
       const oaHigh = r.oa52 ? ((desc >> 12n) & 0xfn) << 48n : 0n;
-      const common = { ...base, desc: hx64(desc), kind, ...(attrs ? { attrs } : {}) };
+      const common = { ...base, desc: hex(desc, 16), kind, ...(attrs ? { attrs } : {}) };
       if (kind === 'table') {
         const next = (desc & OA_MASK & ~((1n << BigInt(g)) - 1n)) | oaHigh;
-        this.steps.push({ ...common, next: hx(next) });
+        this.steps.push({ ...common, next: hex(next) });
         table = next;
         level += 1;
         bits = g - 3;
@@ -167,7 +165,7 @@ class Labeller {
       if (kind === 'block' || kind === 'page') {
         const blockMask = (1n << BigInt(shift)) - 1n;
         const out = (((desc & OA_MASK) | oaHigh) & ~blockMask) | (input & blockMask);
-        this.steps.push({ ...common, output: hx(out) });
+        this.steps.push({ ...common, output: hex(out) });
         return out;
       }
       this.steps.push(common);
