@@ -26,6 +26,7 @@
  *   "eventfd-count".
  */
 
+import { hex } from '../arch/bits.ts';
 import { EAGAIN, EBADF, EFAULT, EINVAL, ENOMEM } from '../uapi/errno.ts';
 import {
   EFD_AUTORESET,
@@ -151,7 +152,7 @@ export class EventfdCtx {
       this.count += add;
       // The eventfd id is left out: it comes from a process-wide counter, so it would make traces
       // of the same scenario differ between runs in one process.
-      this.sched.tracepoint?.('eventfd_signal', { n: Number(add), count: `0x${this.count.toString(16)}` });
+      this.sched.tracepoint?.('eventfd_signal', { n: Number(add), count: hex(this.count) });
       this.wake(EPOLLIN);
       return add;
     });

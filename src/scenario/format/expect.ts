@@ -6,6 +6,7 @@
  * element and must have the same length; `{ length: n }` on a list checks only its length.
  */
 
+import { hex } from '../../arch/bits.ts';
 import type { StepBuilder } from '../report.ts';
 import { isNumericString, parseNumeric } from './values.ts';
 
@@ -59,8 +60,8 @@ export function mismatches(got: unknown, want: unknown, path = ''): string[] {
 
 /** A short rendering of a value for reports: integers ≥ 4096 in hex, bigints exact. */
 export function show(v: unknown): string {
-  if (typeof v === 'bigint') return v >= 4096n ? `0x${v.toString(16)}` : v.toString();
-  if (typeof v === 'number') return Number.isInteger(v) && v >= 4096 ? `0x${v.toString(16)}` : String(v);
+  if (typeof v === 'bigint') return v >= 4096n ? hex(v) : v.toString();
+  if (typeof v === 'number') return Number.isInteger(v) && v >= 4096 ? hex(v) : String(v);
   if (v instanceof Uint8Array) return `[${Array.from(v, (b) => b.toString(16).padStart(2, '0')).join(' ')}]`;
   if (v === undefined) return 'nothing';
   return JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? show(x) : x));

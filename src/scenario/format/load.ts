@@ -113,11 +113,9 @@ function zodProblems(err: z.ZodError): (Problem & { key?: string })[] {
     }
     if (issue.code === 'invalid_union' && issue.errors.length > 0) {
       // Each alternative failed: report the alternative that got furthest (the longest path).
-      const best = issue.errors
-        .map((alt) => alt)
-        .sort(
-          (a, b) => Math.max(0, ...b.map((i) => i.path.length)) - Math.max(0, ...a.map((i) => i.path.length)),
-        )[0]!;
+      const best = issue.errors.sort(
+        (a, b) => Math.max(0, ...b.map((i) => i.path.length)) - Math.max(0, ...a.map((i) => i.path.length)),
+      )[0]!;
       const msgs = issue.errors.flat().map((i) => i.message);
       out.push({
         path: [...path, ...(best[0]?.path ?? [])] as (string | number)[],

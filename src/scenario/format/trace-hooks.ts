@@ -10,6 +10,7 @@
  * - ("host", "eventfd"): eventfd_signal with the new count.
  */
 
+import { hex } from '../../arch/bits.ts';
 import { eventName } from '../../arch/smmuv3/events.ts';
 import type { Host } from '../../host/host.ts';
 import type { SyscallRecord } from '../../host/kernel/kernel.ts';
@@ -42,7 +43,7 @@ export const IOCTL_NAMES: ReadonlyMap<number, string> = (() => {
 
 /** The name of ioctl `request`, or its number in hex. */
 export function ioctlName(request: number): string {
-  return IOCTL_NAMES.get(request >>> 0) ?? `0x${(request >>> 0).toString(16)}`;
+  return IOCTL_NAMES.get(request >>> 0) ?? hex(request >>> 0);
 }
 
 /** Traces `smmu` on track (proc, thread): transactions, events, commands. */

@@ -9,6 +9,8 @@
  * their numeric ids are given out in order of first use, with the metadata events that name them.
  */
 
+import { hex } from '../../arch/bits.ts';
+
 /** One trace event (the subset of the trace-event format vsva writes). */
 export interface TraceEvent {
   readonly name: string;
@@ -43,8 +45,8 @@ export interface OpenSpan {
 function cleanArgs(args: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(args)) {
-    if (typeof v === 'bigint') out[k] = `0x${v.toString(16)}`;
-    else if (typeof v === 'number' && Number.isInteger(v) && v >= 0x10000) out[k] = `0x${v.toString(16)}`;
+    if (typeof v === 'bigint') out[k] = hex(v);
+    else if (typeof v === 'number' && Number.isInteger(v) && v >= 0x10000) out[k] = hex(v);
     else out[k] = v;
   }
   return out;
